@@ -1,0 +1,30 @@
+"""Built-in B-mode ultrasound simulator: the default data for training, tests, demos and benchmarks."""
+
+from __future__ import annotations
+
+from .geometry import ProbeGeometry, ScanConverter
+from .phantoms import FindingControls, Phantom, PhantomGrid, make_phantom
+from .physics import Acquisition, gaussian_psf_kernel, render_bmode
+from .simulator import PRESETS, UltrasoundSample, UltrasoundSimulator
+from .tissues import PRESET_FINDINGS, PRESET_TARGETS, PRESET_TISSUES, UNIFIED_CLASSES, Tissue, preset_classes
+
+__all__ = [
+    "Acquisition",
+    "FindingControls",
+    "PRESETS",
+    "PRESET_FINDINGS",
+    "PRESET_TARGETS",
+    "PRESET_TISSUES",
+    "Phantom",
+    "PhantomGrid",
+    "ProbeGeometry",
+    "ScanConverter",
+    "Tissue",
+    "UNIFIED_CLASSES",
+    "UltrasoundSample",
+    "UltrasoundSimulator",
+    "gaussian_psf_kernel",
+    "make_phantom",
+    "preset_classes",
+    "render_bmode",
+]
