@@ -1,1 +1,25 @@
 """transforms"""
+
+# mask transforms for public data-set layouts (issue 2, item 5)
+from usgen_monai.transforms.masks import (
+    FillOutline,
+    FillOutlineD,
+    FillOutlined,
+    FillOutlineDict,
+    MergeMasks,
+    MergeMasksD,
+    MergeMasksd,
+    MergeMasksDict,
+)
+
+__all__ = [
+    *globals().get("__all__", ()),
+    "FillOutline",
+    "FillOutlineD",
+    "FillOutlineDict",
+    "FillOutlined",
+    "MergeMasks",
+    "MergeMasksD",
+    "MergeMasksDict",
+    "MergeMasksd",
+]

@@ -1,0 +1,239 @@
+"""The ``usgen-monai`` command line (also ``python -m usgen_monai``).
+
+Subcommands are registered in :data:`SUBCOMMANDS`; adding one takes a function that adds its arguments to an
+:py:class:`argparse.ArgumentParser` and a function that runs it::
+
+    def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--config", required=True)
+
+    def _run_train(args: argparse.Namespace) -> int:
+        ...
+        return 0
+
+    register_subcommand("train", "train a bundle", _add_train_arguments, _run_train)
+
+Run functions import what they need themselves, so ``usgen-monai --help`` stays fast. Errors in the arguments
+(``ValueError`` raised by a run function, or argparse's own checks) print ``usgen-monai <command>: error: ...`` and
+exit with status 2; other exceptions propagate with their traceback.
+
+``simulate``::
+
+    usgen-monai simulate --preset breast --num 100 --out DIR --layout busi|hc18|monai --size 256 --seed 0
+                         [--difficulty 1.0] [--finding benign] [--split 0.7,0.15,0.15] [--overwrite] [--quiet]
+
+writes a simulated data set (see :py:mod:`usgen_monai.data.layouts`), shows a progress bar on stderr and prints a
+one-line summary on stdout. ``--size`` takes ``256`` or ``HEIGHTxWIDTH`` (``256x192``: 256 rows of depth, 192
+columns). ``--layout hc18`` is meant for ``--preset fetal_head``; with another preset it writes the outline of that
+preset's mask, leaves the head-circumference column empty and warns on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["SUBCOMMANDS", "Subcommand", "build_parser", "main", "parse_fractions", "parse_size", "register_subcommand"]
+
+PROG = "usgen-monai"
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """A subcommand: its name, one-line help, a function adding its arguments and one running it (-> exit code)."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    description: str | None = None
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {}
+
+
+def register_subcommand(
+    name: str,
+    help: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace], int],
+    description: str | None = None,
+) -> Subcommand:
+    """Add a subcommand to :data:`SUBCOMMANDS`.
+
+    Raises:
+        ValueError: when ``name`` is already registered.
+    """
+    if name in SUBCOMMANDS:
+        raise ValueError(f"subcommand {name!r} is already registered.")
+    SUBCOMMANDS[name] = Subcommand(name, help, add_arguments, run, description)
+    return SUBCOMMANDS[name]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"256"`` -> (256, 256); ``"256x192"`` -> (256, 192), as (height, width).
+
+    Raises:
+        argparse.ArgumentTypeError: for anything else, or sizes below 1.
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"size must be N or HEIGHTxWIDTH (e.g. 256 or 256x192), got {text!r}")
+    height = int(match[1])
+    width = int(match[2]) if match[2] is not None else height
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return height, width
+
+
+def parse_fractions(text: str) -> tuple[float, ...]:
+    """``"0.7,0.15,0.15"`` -> (0.7, 0.15, 0.15); 1 to 3 non-negative numbers summing to 1.
+
+    Raises:
+        argparse.ArgumentTypeError: for anything else.
+    """
+    try:
+        fractions = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"split must be comma-separated fractions, e.g. 0.7,0.15,0.15, got {text!r}")
+    if not 1 <= len(fractions) <= 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise argparse.ArgumentTypeError(
+            f"split takes 1 to 3 non-negative fractions (training,validation,test) summing to 1, got {text!r}"
+        )
+    return fractions
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# simulate
+
+# kept here (not imported from the simulator) so that building the parser stays cheap; a test checks they agree
+_PRESETS = ("breast", "fetal_head", "msk")
+_LAYOUTS = ("busi", "hc18", "monai")
+
+
+def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=_PRESETS, default="breast", help="simulator preset (default: breast)")
+    parser.add_argument("--num", type=_positive_int, default=100, help="number of images (default: 100)")
+    parser.add_argument("--out", required=True, help="output folder; created, must be empty unless --overwrite")
+    parser.add_argument(
+        "--layout",
+        choices=_LAYOUTS,
+        default="busi",
+        help="busi: <finding>/<finding> (n).png + _mask.png (0/255); hc18: training_set/NNN_HC.png + "
+        "NNN_HC_Annotation.png outline (0/255) + pixel-size CSV; monai: images/, labels/ (0/1), "
+        "labels_multiclass/, datalist.json (default: busi)",
+    )
+    parser.add_argument(
+        "--size", type=parse_size, default=(256, 256), help="N or HEIGHTxWIDTH in pixels, e.g. 256x192 (default: 256)"
+    )
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help="data-set seed (default: 0)")
+    parser.add_argument(
+        "--difficulty", type=float, default=1.0, help="confounder scale; 0 gives clean images (default: 1.0)"
+    )
+    parser.add_argument("--finding", default=None, help="one finding for all images (default: drawn per image)")
+    parser.add_argument(
+        "--split",
+        type=parse_fractions,
+        default=None,
+        help="monai layout only: training,validation,test fractions of datalist.json (default: 0.7,0.15,0.15)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from usgen_monai.data.layouts import simulate_dataset
+
+    if args.difficulty < 0:
+        raise ValueError(f"--difficulty must be >= 0, got {args.difficulty}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        summary = simulate_dataset(
+            out_dir=args.out,
+            preset=args.preset,
+            num=args.num,
+            layout=args.layout,
+            size=args.size,
+            seed=args.seed,
+            difficulty=args.difficulty,
+            finding=args.finding,
+            split=args.split,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+            command=args.command_line,
+        )
+    for warning in caught:
+        print(f"{PROG} simulate: warning: {warning.message}", file=sys.stderr)
+    print(summary.line())
+    return 0
+
+
+register_subcommand(
+    "simulate",
+    "write a simulated ultrasound data set in the BUSI, HC18 or MONAI layout",
+    _add_simulate_arguments,
+    _run_simulate,
+    description="Simulate B-mode ultrasound images with their masks and write them in a data-set layout. "
+    "Every image is flagged synthetic in the data set's dataset.json manifest.",
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one sub-parser per entry of :data:`SUBCOMMANDS`."""
+    import usgen_monai
+
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Synthetic ultrasound data and MONAI bundles that learn from it."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {usgen_monai.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for sub in SUBCOMMANDS.values():
+        sub_parser = subparsers.add_parser(sub.name, help=sub.help, description=sub.description or sub.help)
+        sub.add_arguments(sub_parser)
+        sub_parser.set_defaults(_subcommand=sub, _parser=sub_parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (the console script ``usgen-monai`` exits with it).
+
+    Args:
+        argv: arguments without the program name; default ``sys.argv[1:]``.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits with status 2 on bad arguments, 0 for --help
+    args.command_line = shlex.join([PROG, *argv])
+    try:
+        return int(args._subcommand.run(args) or 0)
+    except ValueError as e:
+        args._parser.error(str(e))  # prints usage + "usgen-monai <command>: error: ..." and exits with status 2
+    return 2  # not reached: error() exits
