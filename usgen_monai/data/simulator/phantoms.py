@@ -199,12 +199,12 @@ def breast_phantom(grid: PhantomGrid, rng: np.random.Generator, finding: str, di
 
     n_conf = rng.poisson(3.0 * difficulty)
     # Cooper's ligaments: bright arcs through the subcutaneous fat, anchored on the gland surface
-    for _ in range(rng.poisson(2.0 + 2.0 * difficulty)):
+    for _ in range(rng.poisson(1.0 + 1.5 * difficulty)):
         cx, _ = grid.to_mm(rng.uniform(0.05, 0.95), 0)
         col = int(np.clip((cx - grid.x[0]) / grid.dx, 0, w - 1))
-        cz = float(fat_bottom[col]) + _fraction(rng, 0, 2)
-        box, _, arc = blob(grid, (cx, cz), (_fraction(rng, 3, 9), _fraction(rng, 3, 8)), rng.uniform(-20, 20), rng,
-                           ring=0.5)
+        cz = float(fat_bottom[col]) + _fraction(rng, 1, 4)
+        box, _, arc = blob(grid, (cx, cz), (_fraction(rng, 5, 14), _fraction(rng, 3, 8)), rng.uniform(-25, 25), rng,
+                           0.15, ring=0.35)
         _paint(label, (box, arc), L["ligament"], within=(L["fat"],))
     # hypoechoic fat lobules inside the gland: they look like lesions but are fat
     for _ in range(rng.poisson(1.0 + 2.5 * difficulty)):
@@ -215,7 +215,7 @@ def breast_phantom(grid: PhantomGrid, rng: np.random.Generator, finding: str, di
     # ducts: thin, elongated, anechoic
     for _ in range(rng.poisson(0.5 + 1.5 * difficulty)):
         c = grid.to_mm(rng.uniform(0.1, 0.9), rng.uniform(0.25, 0.6))
-        _paint(label, blob(grid, c, (_fraction(rng, 4, 12), _fraction(rng, 0.4, 1.1)), rng.uniform(-25, 25), rng),
+        _paint(label, blob(grid, c, (_fraction(rng, 2.5, 7), _fraction(rng, 0.5, 1.2)), rng.uniform(-25, 25), rng, 0.1),
                L["duct"], within=(L["glandular"], L["fat"]))
     # a rib below the pectoral muscle casts a shadow to the bottom of the image
     if rng.random() < 0.25 + 0.35 * min(difficulty, 1.5):

@@ -39,7 +39,8 @@ class Acquisition:
         gain_db: overall receive gain.
         dynamic_range_db: displayed dynamic range of the log compression.
         tgc_attenuation: attenuation (dB/cm/MHz) that the time-gain compensation undoes.
-        noise_db: electronic noise level before TGC, relative to 0 dB tissue at the surface.
+        noise_db: electronic noise level, as displayed at the deepest row, relative to the display's black level
+            (noise is constant before TGC, so it rises with depth and fills shadows the way it does on a scanner).
         white_db: echo level shown as white at 0 dB gain.
     """
 
@@ -50,7 +51,7 @@ class Acquisition:
     gain_db: float = 0.0
     dynamic_range_db: float = 60.0
     tgc_attenuation: float = 0.7
-    noise_db: float = -60.0
+    noise_db: float = -6.0
     white_db: float = 25.0
 
     def __post_init__(self):
@@ -129,10 +130,12 @@ def _noise_bank(size: int = 768) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def _top_surface(label: np.ndarray, value: int) -> np.ndarray:
+def _top_surface(label: np.ndarray, value: int, thickness: int = 1) -> np.ndarray:
     inside = label == value
     surface = inside.copy()
     surface[1:] &= ~inside[:-1]
+    for shift in range(1, thickness):
+        surface[shift:] |= surface[:-shift] & inside[shift:]
     return surface
 
 
@@ -213,7 +216,7 @@ def render_bmode(
         amplitude = np.where(occupied, amplitude / np.sqrt(np.maximum(density, 1e-3)), np.float32(0.0))
     for value, tissue in enumerate(tissues):
         if tissue.specular_db is not None:
-            surface = _top_surface(label, value)
+            surface = _top_surface(label, value, max(1, int(round(0.3 / dz))))
             if surface.any():
                 amplitude[surface] = np.float32(10.0 ** (tissue.specular_db / 20.0))
 
@@ -236,7 +239,8 @@ def render_bmode(
     tgc_db = 2.0 * acquisition.tgc_attenuation * acquisition.frequency_mhz * depth_cm + acquisition.gain_db
 
     received = envelope * _db_to_amplitude(-attenuation_db)
-    noise_amp = np.float32(10.0 ** (acquisition.noise_db / 20.0) * np.sqrt(0.5))
+    low = acquisition.white_db - acquisition.dynamic_range_db
+    noise_amp = np.float32(10.0 ** ((low + acquisition.noise_db - tgc_db[-1]) / 20.0) * np.sqrt(0.5))
     bank_re, bank_im = _noise_bank()
     r0 = int(rng.integers(0, max(bank_re.shape[0] - rows, 0) + 1))
     c0 = int(rng.integers(0, max(bank_re.shape[1] - cols, 0) + 1))
@@ -251,7 +255,6 @@ def render_bmode(
     level_db = np.float32(20.0 / np.log(10.0)) * np.log(received + np.float32(1e-9)) + tgc_db[:, None].astype(
         np.float32
     )
-    low = acquisition.white_db - acquisition.dynamic_range_db
     image = np.clip((level_db - low) / np.float32(acquisition.dynamic_range_db), 0.0, 1.0).astype(np.float32)
     if not return_intermediates:
         return image

@@ -17,10 +17,11 @@ PRESETS = tuple(PRESET_TISSUES)
 
 # Scanner settings drawn per image: (low, high) ranges, widened by ``difficulty`` where marked.
 _ACQUISITION_RANGES = {
-    "breast": dict(probe="linear", depth_mm=(30, 50), width_mm=(38, 50), frequency_mhz=(7.0, 13.0)),
+    "breast": dict(probe="linear", depth_mm=(30, 50), width_mm=(38, 50), frequency_mhz=(7.0, 13.0), tgc=0.6),
+    # obstetric paths are mostly amniotic fluid, so sonographers set far less TGC than for soft tissue
     "fetal_head": dict(probe="curvilinear", depth_mm=(110, 160), fan_angle_deg=(60, 78), apex_mm=(25, 45),
-                       frequency_mhz=(2.5, 5.0)),
-    "msk": dict(probe="linear", depth_mm=(25, 40), width_mm=(38, 50), frequency_mhz=(9.0, 15.0)),
+                       frequency_mhz=(2.5, 5.0), tgc=0.3),
+    "msk": dict(probe="linear", depth_mm=(25, 40), width_mm=(38, 50), frequency_mhz=(9.0, 15.0), tgc=0.7),
 }
 
 
@@ -114,8 +115,8 @@ class UltrasoundSimulator:
             f_number=float(rng.uniform(1.5, 1.5 + 1.5 * max(d, 0.3))),
             gain_db=float(rng.normal(0.0, 3.0 * d)),
             dynamic_range_db=float(rng.uniform(50, 70)),
-            tgc_attenuation=float(0.6 + rng.normal(0.0, 0.08 * d)),
-            noise_db=float(rng.uniform(-65, -50)),
+            tgc_attenuation=float(r["tgc"] + rng.normal(0.0, 0.08 * d)),
+            noise_db=float(rng.uniform(-12, 0) + 4 * d),
         )
 
     def generate_label_map(
