@@ -1,0 +1,815 @@
+"""Ultrasound-aware DICOM reading for MONAI: :py:class:`UltrasoundDicomReader` and :py:func:`load_dicom_folder`.
+
+The reader is a :py:class:`monai.data.ImageReader`, so it plugs into ``LoadImage`` / ``LoadImaged``::
+
+    from monai.transforms import LoadImage
+    from usgen_monai.data import UltrasoundDicomReader
+
+    img = LoadImage(reader=UltrasoundDicomReader(), image_only=True, ensure_channel_first=True)("cine.dcm")
+    img.shape          # (1, columns, rows, frames) for a grey cine
+    img.meta["spacing"]  # mm per pixel from the Sequence of Ultrasound Regions
+
+What it handles:
+
+- SOP classes: Ultrasound (Multi-frame) Image, Secondary Capture and any other single/multi-frame image with
+  *Pixel Data*; objects without pixel data (structured reports, presentation states, ...) are rejected.
+- Photometric interpretations: MONOCHROME1 (inverted so that bright means echogenic) and MONOCHROME2 with the
+  Modality LUT and VOI LUT / windowing applied when present; RGB, YBR_FULL, YBR_FULL_422, YBR_RCT, YBR_ICT and
+  PALETTE COLOR, all first converted to RGB.
+- Colour to grey: unless ``keep_color=True``, colour images become one grey channel by ITU-R BT.601 luma,
+  ``Y = 0.299 R + 0.587 G + 0.114 B`` (:py:func:`usgen_monai.transforms.ultrasound.rgb_to_grey`). It is exact for
+  B-mode stored as colour (R = G = B) and gives the luminance of colour overlays. ``keep_color=True`` keeps RGB
+  (channel last, as MONAI's ``PILReader`` does), e.g. for colour Doppler.
+- Transfer syntaxes: whatever the installed pydicom decoders support; the package depends on the plugins for JPEG
+  baseline/extended/lossless, JPEG-LS, JPEG 2000 and RLE (``pylibjpeg``, ``pylibjpeg-libjpeg``,
+  ``pylibjpeg-openjpeg``, ``pylibjpeg-rle``, ``pyjpegls``); uncompressed and deflated data need none.
+- Frames: all frames as a trailing frame axis, or one frame (no frame axis), or a list / range / slice of frames.
+- Sequence of Ultrasound Regions: spacing in mm (PhysicalDeltaX/Y with units code 3 = cm) becomes the spacing and
+  affine; the largest tissue (B-mode, RegionDataType 1) region becomes ``us_region_box`` and, with
+  ``crop_to_region=True``, the crop. Regions that extend past the image (recorded for another resolution) are
+  clipped, flagged in ``us_regions_clipped`` and reported with an :py:class:`UltrasoundRegionWarning`.
+
+Axis order follows MONAI's other 2D readers: by default (``reverse_indexing=True``) the first spatial axis is the
+column (x) and the second the row (y), so a DICOM image and a PNG of it load with the same shape. Frames come after
+the spatial axes; colour channels last. No patient identifiers are copied into the metadata.
+
+Works with pydicom 2.4 and 3.x.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any
+
+import numpy as np
+from monai.data import ImageReader
+from monai.utils import MetaKeys, SpaceKeys, ensure_tuple, optional_import
+
+from usgen_monai.transforms.ultrasound.array import UltrasoundMetaKeys, normalize_frame_selection, rgb_to_grey
+
+pydicom, has_pydicom = optional_import("pydicom")
+
+__all__ = [
+    "UltrasoundDicomError",
+    "UltrasoundRegionWarning",
+    "UltrasoundDicomReader",
+    "DicomFolderResult",
+    "load_dicom_folder",
+    "DICOM_SUFFIXES",
+    "PYDICOM_MAJOR",
+]
+
+PYDICOM_MAJOR = int(pydicom.__version__.split(".")[0]) if has_pydicom else 0
+
+DICOM_SUFFIXES = ("dcm", "dicom", "dic")
+
+logger = logging.getLogger(__name__)
+
+# SOP classes that are DICOM objects but not images (prefix match on the UID)
+_NON_IMAGE_SOP_PREFIXES = {
+    "1.2.840.10008.5.1.4.1.1.88.": "structured report",
+    "1.2.840.10008.5.1.4.1.1.11.": "presentation state",
+    "1.2.840.10008.5.1.4.1.1.104.": "encapsulated document",
+    "1.2.840.10008.5.1.4.1.1.9.": "waveform",
+    "1.2.840.10008.5.1.4.1.1.481.": "radiotherapy object",
+    "1.2.840.10008.5.1.4.1.1.66": "raw data / registration / fiducials",
+    "1.2.840.10008.5.1.4.1.1.67": "real world value mapping",
+    "1.2.840.10008.5.1.4.1.1.68.": "surface segmentation",
+    "1.2.840.10008.5.1.4.1.1.91.": "content assessment",
+    "1.2.840.10008.5.1.4.1.1.200.": "CT protocol",
+}
+
+# transfer syntaxes no pydicom decoder can handle: video
+_VIDEO_SYNTAXES = {
+    "1.2.840.10008.1.2.4.100": "MPEG-2",
+    "1.2.840.10008.1.2.4.101": "MPEG-2",
+    "1.2.840.10008.1.2.4.102": "MPEG-4 AVC/H.264",
+    "1.2.840.10008.1.2.4.103": "MPEG-4 AVC/H.264",
+    "1.2.840.10008.1.2.4.104": "MPEG-4 AVC/H.264",
+    "1.2.840.10008.1.2.4.105": "MPEG-4 AVC/H.264",
+    "1.2.840.10008.1.2.4.106": "MPEG-4 AVC/H.264",
+    "1.2.840.10008.1.2.4.107": "HEVC/H.265",
+    "1.2.840.10008.1.2.4.108": "HEVC/H.265",
+}
+
+# which packages decode which compressed transfer syntaxes (for "missing decoder" messages)
+_DECODER_PACKAGES = {
+    "1.2.840.10008.1.2.4.50": "pylibjpeg + pylibjpeg-libjpeg (or pillow)",
+    "1.2.840.10008.1.2.4.51": "pylibjpeg + pylibjpeg-libjpeg (or pillow)",
+    "1.2.840.10008.1.2.4.57": "pylibjpeg + pylibjpeg-libjpeg",
+    "1.2.840.10008.1.2.4.70": "pylibjpeg + pylibjpeg-libjpeg",
+    "1.2.840.10008.1.2.4.80": "pyjpegls (or pylibjpeg + pylibjpeg-libjpeg)",
+    "1.2.840.10008.1.2.4.81": "pyjpegls (or pylibjpeg + pylibjpeg-libjpeg)",
+    "1.2.840.10008.1.2.4.90": "pylibjpeg + pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.91": "pylibjpeg + pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.201": "pylibjpeg + pylibjpeg-openjpeg (pydicom >= 3)",
+    "1.2.840.10008.1.2.4.202": "pylibjpeg + pylibjpeg-openjpeg (pydicom >= 3)",
+    "1.2.840.10008.1.2.4.203": "pylibjpeg + pylibjpeg-openjpeg (pydicom >= 3)",
+    "1.2.840.10008.1.2.5": "pylibjpeg + pylibjpeg-rle (or numpy for pydicom's own decoder)",
+}
+
+_COLOR_PHOTOMETRIC = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLOR")
+_GREY_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2")
+
+# RegionDataType (0018,6014) and physical units (0018,6024/6026) that the metadata names
+_REGION_DATA_TYPES = {
+    0: "none",
+    1: "tissue",
+    2: "color_flow",
+    3: "pw_spectral_doppler",
+    4: "cw_spectral_doppler",
+    5: "doppler_mean_trace",
+    6: "doppler_mode_trace",
+    7: "doppler_max_trace",
+    8: "volume_trace",
+    10: "ecg_trace",
+    11: "pulse_trace",
+    12: "phonocardiogram",
+    13: "gray_bar",
+    14: "color_bar",
+    15: "integrated_backscatter",
+    16: "area_trace",
+    17: "d_area_dt",
+    18: "other_physiological",
+}
+_UNITS_CM = 3
+
+if has_pydicom and PYDICOM_MAJOR >= 3:  # pragma: no cover - exercised under the pydicom-2.4 CI job instead
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, convert_color_space
+elif has_pydicom:  # pragma: no cover - exercised under pydicom 2.4
+    from pydicom.pixel_data_handlers.util import apply_color_lut, apply_modality_lut, apply_voi_lut, convert_color_space
+
+
+class UltrasoundDicomError(ValueError):
+    """A file that cannot be read as an ultrasound image; ``filename`` and ``reason`` say which and why."""
+
+    def __init__(self, filename: Any, reason: str) -> None:
+        self.filename = str(filename)
+        self.reason = reason
+        super().__init__(f"{self.filename}: {reason}")
+
+    def __reduce__(self):
+        return (self.__class__, (self.filename, self.reason))
+
+
+class UltrasoundRegionWarning(UserWarning):
+    """A region of the Sequence of Ultrasound Regions had to be clipped or ignored."""
+
+
+def _dataset_name(ds: Any) -> str:
+    name = getattr(ds, "filename", None)
+    if isinstance(name, (str, os.PathLike)) and f"{name}":
+        return f"{name}"
+    return "<in-memory dataset>"
+
+
+def _has_dicm_marker(path: str | os.PathLike) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _uid_name(uid: str) -> str:
+    try:
+        name = pydicom.uid.UID(uid).name
+    except Exception:  # pragma: no cover - pydicom's UID never raises for a string
+        return uid
+    return name if name and name != uid else uid
+
+
+def _plain(value: Any) -> Any:
+    """pydicom values -> plain python (str / float / int / list) so metadata collates and pickles cleanly."""
+    if value is None:
+        return ""
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("ascii", errors="replace")
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return [_plain(v) for v in value]
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return value.item() if isinstance(value, np.generic) else value
+    return str(value)
+
+
+def dcmread_file(path: str | os.PathLike, force: bool = False, **kwargs) -> Any:
+    """``pydicom.dcmread`` with errors turned into :py:class:`UltrasoundDicomError` naming the file.
+
+    Args:
+        path: the file.
+        force: read files without the 128-byte preamble and ``DICM`` marker (as ``pydicom.dcmread(force=True)``).
+        kwargs: more ``dcmread`` arguments.
+    """
+    if not has_pydicom:  # pragma: no cover - pydicom is a hard dependency
+        raise UltrasoundDicomError(path, "pydicom is not installed")
+    p = Path(path)
+    if not p.exists():
+        raise UltrasoundDicomError(path, "file not found")
+    if p.is_dir():
+        raise UltrasoundDicomError(path, "is a folder; use load_dicom_folder() to read every DICOM file in a folder")
+    try:
+        ds = pydicom.dcmread(os.fspath(path), force=force, **kwargs)
+    except pydicom.errors.InvalidDicomError as e:
+        raise UltrasoundDicomError(
+            path, f"not a DICOM file (no 'DICM' marker after the 128-byte preamble; force=True reads such files): {e}"
+        ) from None
+    except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError, OverflowError, MemoryError) as e:
+        raise UltrasoundDicomError(
+            path, f"cannot parse the DICOM data set, the file is truncated or corrupted ({type(e).__name__}: {e})"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - pydicom raises a zoo of types on corrupt input
+        raise UltrasoundDicomError(path, f"cannot parse the DICOM data set ({type(e).__name__}: {e})") from None
+    if force and len(ds) == 0 and not getattr(ds, "file_meta", None):
+        raise UltrasoundDicomError(path, "not a DICOM file (no data elements could be parsed)")
+    return ds
+
+
+def _check_image(ds: Any, name: str) -> None:
+    sop = str(ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ""))
+    for prefix, kind in _NON_IMAGE_SOP_PREFIXES.items():
+        if sop.startswith(prefix):
+            raise UltrasoundDicomError(
+                name, f"is a {kind} ({_uid_name(sop)}, SOP Class {sop}), not an image: no pixel data to read"
+            )
+    if "PixelData" not in ds:
+        other = [k for k in ("FloatPixelData", "DoubleFloatPixelData") if k in ds]
+        if other:
+            raise UltrasoundDicomError(name, f"has {other[0]} instead of Pixel Data (7FE0,0010); not supported")
+        what = f" ({_uid_name(sop)})" if sop else ""
+        raise UltrasoundDicomError(name, f"has no pixel data (7FE0,0010){what}; is it an image object?")
+    missing = [k for k in ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation") if ds.get(k) in (None, "")]
+    if missing:
+        raise UltrasoundDicomError(name, f"has pixel data but lacks required Image Pixel attributes {missing}")
+    pi = str(ds.PhotometricInterpretation).strip()
+    if pi not in _COLOR_PHOTOMETRIC + _GREY_PHOTOMETRIC:
+        raise UltrasoundDicomError(
+            name,
+            f"unsupported Photometric Interpretation {pi!r} (supported: {', '.join(_GREY_PHOTOMETRIC + _COLOR_PHOTOMETRIC)})",
+        )
+
+
+def _transfer_syntax(ds: Any) -> str:
+    meta = getattr(ds, "file_meta", None)
+    ts = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    return str(ts) if ts else "1.2.840.10008.1.2"  # implicit VR little endian is the DICOM default
+
+
+def _check_decoder(ds: Any, name: str) -> None:
+    """Raise a clear error when no decoder exists or none is installed for the file's transfer syntax."""
+    ts = _transfer_syntax(ds)
+    label = f"{_uid_name(ts)} ({ts})" if _uid_name(ts) != ts else ts
+    if ts in _VIDEO_SYNTAXES:
+        raise UltrasoundDicomError(
+            name,
+            f"unsupported transfer syntax {label}: {_VIDEO_SYNTAXES[ts]} video cannot be decoded to frames "
+            "here; export the cine as images (e.g. JPEG baseline or uncompressed) first",
+        )
+    uid = pydicom.uid.UID(ts)
+    if not uid.is_compressed:
+        return
+    hint = _DECODER_PACKAGES.get(ts)
+    if PYDICOM_MAJOR >= 3:
+        from pydicom.pixels import get_decoder
+
+        try:
+            decoder = get_decoder(uid)
+        except NotImplementedError:
+            raise UltrasoundDicomError(
+                name, f"unsupported transfer syntax {label}: pydicom {pydicom.__version__} has no decoder for it"
+            ) from None
+        if not decoder.is_available:
+            missing = "; ".join(decoder.missing_dependencies)
+            raise UltrasoundDicomError(
+                name,
+                f"no decoder installed for transfer syntax {label}; install {hint or 'a pydicom decoding plugin'}"
+                + (f" (missing: {missing})" if missing else ""),
+            )
+        return
+    handlers = [h for h in pydicom.config.pixel_data_handlers if h.supports_transfer_syntax(uid)]
+    if not handlers:
+        raise UltrasoundDicomError(
+            name, f"unsupported transfer syntax {label}: pydicom {pydicom.__version__} has no decoder for it"
+        )
+    if not any(h.is_available() for h in handlers):
+        deps = sorted({dep for h in handlers for dep in getattr(h, "DEPENDENCIES", {})})
+        raise UltrasoundDicomError(
+            name,
+            f"no decoder installed for transfer syntax {label}; install {hint or 'a pydicom pixel data handler'}"
+            + (f" (missing: {', '.join(deps)})" if deps else ""),
+        )
+
+
+def _decode(ds: Any, indices: list[int], n_frames: int, name: str) -> np.ndarray:
+    """Decoded frames ``(len(indices), rows, cols[, samples])``; YBR data comes back as RGB."""
+    _check_decoder(ds, name)
+    pi = str(ds.PhotometricInterpretation).strip()
+    ts = _transfer_syntax(ds)
+    try:
+        if PYDICOM_MAJOR >= 3 and len(indices) < n_frames:
+            from pydicom.pixels import pixel_array
+
+            arr = np.stack([pixel_array(ds, index=i) for i in indices])
+        else:
+            with warnings.catch_warnings():
+                # pydicom 2.4 warns that J2K YBR_RCT/ICT data is already RGB; handled below
+                warnings.filterwarnings("ignore", message=".*Photometric Interpretation.*")
+                arr = ds.pixel_array
+            samples = int(ds.get("SamplesPerPixel", 1) or 1)
+            if n_frames == 1 or arr.ndim == (2 if samples == 1 else 3):
+                arr = arr[None]
+            arr = arr[indices]
+    except UltrasoundDicomError:
+        raise
+    except MemoryError:
+        raise UltrasoundDicomError(name, "not enough memory to decode the pixel data") from None
+    except Exception as e:  # noqa: BLE001 - decoders raise many types on corrupt data
+        raise UltrasoundDicomError(
+            name,
+            f"cannot decode the pixel data ({_uid_name(ts)}): {type(e).__name__}: {e}; the file may be truncated "
+            "or the compressed stream corrupted",
+        ) from None
+    if PYDICOM_MAJOR < 3 and pi in ("YBR_FULL", "YBR_FULL_422"):
+        # pydicom 2.4 returns these as stored (YBR); pydicom 3 converts to RGB itself. J2K YBR_RCT/ICT come out RGB.
+        arr = convert_color_space(arr, pi, "RGB")
+    return arr
+
+
+def _value_range(ds: Any) -> tuple[float, float]:
+    bits = int(ds.get("BitsStored", ds.BitsAllocated) or ds.BitsAllocated)
+    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1
+
+
+def _grey_pipeline(arr: np.ndarray, ds: Any, apply_voi: bool, invert_monochrome1: bool) -> np.ndarray:
+    """Modality LUT, VOI LUT / windowing and MONOCHROME1 inversion for grey frames ``(F, R, C)``."""
+    lo, hi = _value_range(ds)
+    dtype = arr.dtype
+
+    def luts(x: np.ndarray) -> np.ndarray:
+        x = apply_modality_lut(x, ds)
+        if apply_voi and ("WindowCenter" in ds or "VOILUTSequence" in ds):
+            x = apply_voi_lut(x, ds, index=0)
+        return x
+
+    out = np.asarray(luts(arr), dtype=np.float32)
+    if invert_monochrome1 and str(ds.PhotometricInterpretation).strip() == "MONOCHROME1":
+        ext = np.asarray(luts(np.array([lo, hi], dtype=dtype)), dtype=np.float64)
+        out = np.float32(ext.min() + ext.max()) - out
+    return out
+
+
+@dataclass
+class _Region:
+    index: int
+    data_type: int
+    spatial_format: int
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 exclusive, clipped to the image
+    stored: tuple[int, int, int, int]  # as stored (inclusive maxima)
+    clipped: bool
+    units: tuple[int, int]
+    delta: tuple[float, float]
+
+    @property
+    def area(self) -> int:
+        return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
+
+    def spacing_mm(self) -> tuple[float, float] | None:
+        if self.units != (_UNITS_CM, _UNITS_CM):
+            return None
+        dx, dy = (abs(float(d)) * 10.0 for d in self.delta)
+        if not (math.isfinite(dx) and math.isfinite(dy)) or dx <= 0 or dy <= 0:
+            return None
+        return dx, dy
+
+    def to_json(self) -> dict:
+        return {
+            "index": self.index,
+            "data_type": self.data_type,
+            "data_type_name": _REGION_DATA_TYPES.get(self.data_type, "unknown"),
+            "spatial_format": self.spatial_format,
+            "box": list(self.box),
+            "stored_box": list(self.stored),
+            "clipped": self.clipped,
+            "units": list(self.units),
+            "physical_delta": [float(d) for d in self.delta],
+        }
+
+
+def _parse_regions(ds: Any, rows: int, cols: int, name: str, warn: bool) -> list[_Region]:
+    regions: list[_Region] = []
+    for i, item in enumerate(ds.get("SequenceOfUltrasoundRegions", None) or []):
+        try:
+            stored = tuple(
+                int(item.get(k))
+                for k in ("RegionLocationMinX0", "RegionLocationMinY0", "RegionLocationMaxX1", "RegionLocationMaxY1")
+            )
+        except (TypeError, ValueError):
+            if warn:
+                warnings.warn(
+                    f"{name}: ultrasound region {i} lacks its RegionLocation corners; ignored.",
+                    UltrasoundRegionWarning,
+                    stacklevel=3,
+                )
+            continue
+        x0, y0, x1, y1 = stored
+        if x1 < x0 or y1 < y0:
+            if warn:
+                warnings.warn(
+                    f"{name}: ultrasound region {i} has inverted corners {stored}; ignored.",
+                    UltrasoundRegionWarning,
+                    stacklevel=3,
+                )
+            continue
+        box = (max(x0, 0), max(y0, 0), min(x1 + 1, cols), min(y1 + 1, rows))
+        clipped = box != (x0, y0, x1 + 1, y1 + 1)
+        if box[2] <= box[0] or box[3] <= box[1]:
+            if warn:
+                warnings.warn(
+                    f"{name}: ultrasound region {i} (x {x0}..{x1}, y {y0}..{y1}) lies entirely outside the "
+                    f"{cols} x {rows} image (recorded for another resolution?); ignored.",
+                    UltrasoundRegionWarning,
+                    stacklevel=3,
+                )
+            continue
+        if clipped and warn:
+            warnings.warn(
+                f"{name}: ultrasound region {i} (x {x0}..{x1}, y {y0}..{y1}) extends past the {cols} x {rows} "
+                f"image (recorded for another resolution?); clipped to x {box[0]}..{box[2] - 1}, "
+                f"y {box[1]}..{box[3] - 1}.",
+                UltrasoundRegionWarning,
+                stacklevel=3,
+            )
+
+        def _num(key: str, default: float = 0.0) -> float:
+            v = item.get(key, default)
+            try:
+                return float(v)
+            except (TypeError, ValueError):
+                return default
+
+        regions.append(
+            _Region(
+                index=i,
+                data_type=int(item.get("RegionDataType", 0) or 0),
+                spatial_format=int(item.get("RegionSpatialFormat", 0) or 0),
+                box=box,
+                stored=stored,
+                clipped=clipped,
+                units=(int(item.get("PhysicalUnitsXDirection", 0) or 0), int(item.get("PhysicalUnitsYDirection", 0) or 0)),
+                delta=(_num("PhysicalDeltaX"), _num("PhysicalDeltaY")),
+            )
+        )
+    return regions
+
+
+def _choose_region(regions: list[_Region]) -> _Region | None:
+    """Largest tissue (B-mode) region; failing that, the largest 2D region."""
+    for candidates in ([r for r in regions if r.data_type == 1], [r for r in regions if r.spatial_format == 1]):
+        if candidates:
+            return max(candidates, key=lambda r: r.area)
+    return None
+
+
+def _spacing(ds: Any, chosen: _Region | None, regions: list[_Region]) -> tuple[tuple[float, float], str]:
+    """(x spacing, y spacing) in mm and where it came from."""
+    for region in ([chosen] if chosen is not None else []) + sorted(regions, key=lambda r: -r.area):
+        if region.spatial_format in (0, 1) or region is chosen:
+            sp = region.spacing_mm()
+            if sp is not None:
+                return sp, "ultrasound_region"
+    for key, source in (("PixelSpacing", "pixel_spacing"), ("ImagerPixelSpacing", "imager_pixel_spacing")):
+        value = ds.get(key)
+        if value is not None:
+            try:
+                row_sp, col_sp = (float(v) for v in value)
+            except (TypeError, ValueError):
+                continue
+            if row_sp > 0 and col_sp > 0 and math.isfinite(row_sp) and math.isfinite(col_sp):
+                return (col_sp, row_sp), source
+    return (1.0, 1.0), "none"
+
+
+class UltrasoundDicomReader(ImageReader):
+    """Read ultrasound DICOM (and other 2D DICOM images) for MONAI's ``LoadImage`` / ``LoadImaged``.
+
+    See the module docstring for the supported SOP classes, photometric interpretations, transfer syntaxes and the
+    colour-to-grey rule.
+
+    Args:
+        keep_color: keep colour images as RGB (channel last) instead of converting them to grey.
+        frames: ``None`` for all frames (multi-frame files get a frame axis after the spatial axes), an int for one
+            frame (no frame axis), or a sequence of indices / ``range`` / ``slice`` (frame axis kept).
+        crop_to_region: crop to the largest tissue (B-mode) region of the Sequence of Ultrasound Regions. Files
+            without one are returned whole. The crop is not recorded as a transform; to map predictions back, use
+            :py:class:`usgen_monai.transforms.CropToUltrasoundRegiond` (invertible) instead.
+        apply_voi_lut: apply a VOI LUT or window centre/width when the file has one (grey images).
+        invert_monochrome1: invert MONOCHROME1 so that higher values are brighter.
+        reverse_indexing: ``True`` (MONAI's convention): spatial axes are (column, row); ``False``: (row, column).
+        force: read files that lack the DICOM preamble/marker (``pydicom.dcmread(force=True)``).
+        warn_on_region_clip: warn when a region runs past the image (the metadata flag is set either way).
+        kwargs: more ``pydicom.dcmread`` arguments.
+
+    Errors: every problem with a file (not DICOM, truncated, no pixel data, a non-image object such as a structured
+    report, unsupported transfer syntax or missing decoder, undecodable pixel data, bad frame selection) raises
+    :py:class:`UltrasoundDicomError` (a ``ValueError``) whose message starts with the file name.
+    """
+
+    def __init__(
+        self,
+        keep_color: bool = False,
+        frames: int | Sequence[int] | slice | range | None = None,
+        crop_to_region: bool = False,
+        apply_voi_lut: bool = True,
+        invert_monochrome1: bool = True,
+        reverse_indexing: bool = True,
+        force: bool = False,
+        warn_on_region_clip: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__()
+        if frames is not None and (
+            isinstance(frames, (bool, str)) or not isinstance(frames, (int, np.integer, Sequence, slice, range))
+        ):
+            raise ValueError(f"frames must be None, an int, a sequence of ints, a range or a slice, got {frames!r}.")
+        self.keep_color = keep_color
+        self.frames = frames
+        self.crop_to_region = crop_to_region
+        self.apply_voi_lut = apply_voi_lut
+        self.invert_monochrome1 = invert_monochrome1
+        self.reverse_indexing = reverse_indexing
+        self.force = force
+        self.warn_on_region_clip = warn_on_region_clip
+        self.kwargs = kwargs
+
+    def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
+        """Whether this reader can read ``filename`` (all of them, for a sequence).
+
+        True for ``.dcm`` / ``.dicom`` / ``.dic`` names, and for existing files under any other name that carry the
+        DICOM ``DICM`` marker (DICOM files often have no suffix at all). False when pydicom is not installed.
+        """
+        if not has_pydicom:
+            return False
+        for name in ensure_tuple(filename):
+            if not isinstance(name, (str, os.PathLike)):
+                return False
+            suffixes = "".join(s.lower() for s in PurePath(name).suffixes)
+            if any(suffixes.endswith(f".{s}") for s in DICOM_SUFFIXES):
+                continue
+            if not (Path(name).is_file() and _has_dicm_marker(name)):
+                return False
+        return True
+
+    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs) -> Any:
+        """Parse one file (returns a ``pydicom.Dataset``) or several (returns a list; ``get_data`` stacks them).
+
+        Args:
+            data: file name(s).
+            kwargs: ``pydicom.dcmread`` arguments, overriding the constructor's.
+
+        Raises:
+            UltrasoundDicomError: the file is missing, not DICOM, or cannot be parsed.
+        """
+        kwargs_ = {**self.kwargs, **kwargs}
+        force = kwargs_.pop("force", self.force)
+        names = ensure_tuple(data)
+        datasets = [dcmread_file(name, force=force, **kwargs_) for name in names]
+        return datasets[0] if len(datasets) == 1 else datasets
+
+    def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
+        """Decode the pixel data and build the metadata.
+
+        Args:
+            img: a ``pydicom.Dataset`` from :py:meth:`read`, or a list of them (stacked along a new first axis,
+                which ``EnsureChannelFirst`` then treats as the channel axis; grey images only).
+
+        Returns:
+            ``(array, metadata)``: float32 array of shape ``(X, Y[, F][, 3])`` (``reverse_indexing=True``) and a
+            metadata dict with MONAI's keys (affine, spatial shape, original channel dim, space), ``spacing`` in mm,
+            the DICOM UIDs and image attributes, and the ``us_*`` keys of
+            :py:class:`usgen_monai.transforms.ultrasound.UltrasoundMetaKeys`.
+        """
+        items = img if isinstance(img, (list, tuple)) else [img]
+        arrays, metas = zip(*(self._get_one(ds) for ds in items))
+        if len(arrays) == 1:
+            return arrays[0], metas[0]
+        shapes = {a.shape for a in arrays}
+        if len(shapes) != 1:
+            names = [m["filename_or_obj"] for m in metas]
+            raise UltrasoundDicomError(names[0], f"cannot stack files of different shapes {sorted(shapes)}: {names}")
+        meta = dict(metas[0])
+        if np.isnan(meta[MetaKeys.ORIGINAL_CHANNEL_DIM]):
+            data = np.stack(arrays, axis=0)
+            meta[MetaKeys.ORIGINAL_CHANNEL_DIM] = 0
+        else:
+            data = np.concatenate(arrays, axis=-1)
+        return data, meta
+
+    def _frame_selection(self, n_frames: int, name: str) -> tuple[list[int], bool]:
+        """Selected 0-based indices and whether the output keeps a frame axis."""
+        if self.frames is None:
+            return list(range(n_frames)), n_frames > 1
+        try:
+            indices = normalize_frame_selection(self.frames, n_frames)
+        except ValueError as e:
+            raise UltrasoundDicomError(name, str(e)) from None
+        return indices, not isinstance(self.frames, (int, np.integer))
+
+    def _get_one(self, ds: Any) -> tuple[np.ndarray, dict]:
+        name = _dataset_name(ds)
+        _check_image(ds, name)
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        try:
+            n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+        except (TypeError, ValueError):
+            raise UltrasoundDicomError(name, f"invalid NumberOfFrames {ds.get('NumberOfFrames')!r}") from None
+        if rows <= 0 or cols <= 0 or n_frames <= 0:
+            raise UltrasoundDicomError(name, f"invalid image size: {n_frames} frame(s) of {rows} x {cols}")
+        indices, frame_axis = self._frame_selection(n_frames, name)
+        pi = str(ds.PhotometricInterpretation).strip()
+
+        arr = _decode(ds, indices, n_frames, name)
+        if pi == "PALETTE COLOR":
+            try:
+                arr = np.asarray(apply_color_lut(arr, ds))
+            except Exception as e:  # noqa: BLE001
+                raise UltrasoundDicomError(name, f"cannot apply the palette colour lookup table: {e}") from None
+        if arr.shape[1:3] != (rows, cols):
+            raise UltrasoundDicomError(name, f"decoded frames of shape {arr.shape[1:3]}, expected {(rows, cols)}")
+        if pi in _GREY_PHOTOMETRIC:
+            out = _grey_pipeline(arr, ds, self.apply_voi_lut, self.invert_monochrome1)
+            color = "grey"
+        elif self.keep_color:
+            out = arr.astype(np.float32)
+            color = "rgb"
+        else:
+            out = rgb_to_grey(arr, channel_dim=-1, keepdim=False).astype(np.float32, copy=False)
+            color = "grey"
+
+        regions = _parse_regions(ds, rows, cols, name, warn=self.warn_on_region_clip)
+        chosen = _choose_region(regions)
+        (sx, sy), spacing_source = _spacing(ds, chosen, regions)
+        box = chosen.box if chosen is not None else (0, 0, cols, rows)
+
+        x_off = y_off = 0
+        if self.crop_to_region and chosen is not None:
+            x0, y0, x1, y1 = box
+            out = out[:, y0:y1, x0:x1]
+            x_off, y_off = x0, y0
+
+        # (F, R, C[, S]) -> spatial axes first, frames after them, channels last
+        out = np.moveaxis(out, 0, 2)  # (R, C, F[, S])
+        if self.reverse_indexing:
+            out = np.swapaxes(out, 0, 1)  # (C, R, F[, S])
+        if not frame_axis:
+            out = out[:, :, 0]
+        out = np.ascontiguousarray(out)
+
+        spacing_axes = [sx, sy] if self.reverse_indexing else [sy, sx]
+        offsets = [x_off, y_off] if self.reverse_indexing else [y_off, x_off]
+        if frame_axis:
+            spacing_axes.append(1.0)
+            offsets.append(indices[0])
+        affine = np.eye(4)
+        for i, (s, o) in enumerate(zip(spacing_axes, offsets)):
+            affine[i, i] = s
+            affine[i, 3] = o * s
+        spatial_shape = out.shape[: 3 if frame_axis else 2]
+        region_start = np.array([box[0] - x_off, box[1] - y_off]) if self.reverse_indexing else np.array(
+            [box[1] - y_off, box[0] - x_off]
+        )
+        region_end = np.array([box[2] - x_off, box[3] - y_off]) if self.reverse_indexing else np.array(
+            [box[3] - y_off, box[2] - x_off]
+        )
+        try:
+            frame_time = float(ds.get("FrameTime", float("nan")))
+        except (TypeError, ValueError):
+            frame_time = float("nan")
+
+        meta: dict[str, Any] = {
+            "filename_or_obj": name,
+            MetaKeys.SPATIAL_SHAPE: np.asarray(spatial_shape),
+            MetaKeys.ORIGINAL_CHANNEL_DIM: -1 if color == "rgb" else float("nan"),
+            MetaKeys.AFFINE: affine,
+            MetaKeys.ORIGINAL_AFFINE: affine.copy(),
+            MetaKeys.SPACE: SpaceKeys.RAS,
+            "spacing": np.asarray(spacing_axes, dtype=np.float64),
+            "StudyInstanceUID": _plain(ds.get("StudyInstanceUID", "")),
+            "SeriesInstanceUID": _plain(ds.get("SeriesInstanceUID", "")),
+            "SOPInstanceUID": _plain(ds.get("SOPInstanceUID", "")),
+            "SOPClassUID": _plain(ds.get("SOPClassUID", "")),
+            "FrameOfReferenceUID": _plain(ds.get("FrameOfReferenceUID", "")),
+            "TransferSyntaxUID": _transfer_syntax(ds),
+            "Modality": _plain(ds.get("Modality", "")),
+            "PhotometricInterpretation": pi,
+            "Rows": rows,
+            "Columns": cols,
+            "NumberOfFrames": n_frames,
+            "SamplesPerPixel": samples,
+            "BitsStored": int(ds.get("BitsStored", ds.BitsAllocated) or ds.BitsAllocated),
+            UltrasoundMetaKeys.ORIGINAL_SHAPE: np.array([n_frames, rows, cols, samples]),
+            UltrasoundMetaKeys.FRAME_INDICES: np.asarray(indices),
+            UltrasoundMetaKeys.FRAME_TIME: frame_time,
+            UltrasoundMetaKeys.REGION_BOX: np.asarray(box),
+            UltrasoundMetaKeys.REGION_FOUND: chosen is not None,
+            UltrasoundMetaKeys.REGION_ROI_START: region_start,
+            UltrasoundMetaKeys.REGION_ROI_END: region_end,
+            UltrasoundMetaKeys.REGIONS: json.dumps([r.to_json() for r in regions]),
+            UltrasoundMetaKeys.REGIONS_CLIPPED: any(r.clipped for r in regions),
+            UltrasoundMetaKeys.SPACING_SOURCE: spacing_source,
+            UltrasoundMetaKeys.CROPPED: bool(self.crop_to_region and chosen is not None),
+            UltrasoundMetaKeys.COLOR: color,
+        }
+        return out, meta
+
+
+@dataclass
+class DicomFolderResult:
+    """What :py:func:`load_dicom_folder` read and skipped.
+
+    Attributes:
+        images: the loaded images (``MetaTensor``), in file-name order.
+        paths: the file each image came from.
+        failures: ``(path, reason)`` for every skipped file.
+    """
+
+    images: list = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: how many files loaded and why the others were skipped."""
+        total = len(self.paths) + len(self.failures)
+        text = f"loaded {len(self.paths)} of {total} file(s)"
+        if self.failures:
+            text += f", skipped {len(self.failures)}: " + "; ".join(f"{p.name} ({r})" for p, r in self.failures)
+        return text
+
+
+def load_dicom_folder(
+    folder: str | os.PathLike,
+    reader: UltrasoundDicomReader | None = None,
+    recursive: bool = False,
+    pattern: str = "*",
+    ensure_channel_first: bool = True,
+    dtype: Any = np.float32,
+    on_error: Callable[[Path, str], None] | None = None,
+) -> DicomFolderResult:
+    """Load every DICOM file in a folder, reporting and skipping those that fail, and summarising at the end.
+
+    Every regular, non-hidden file matching ``pattern`` is tried (DICOM files often have no suffix). A file that
+    cannot be read (not DICOM, truncated, no pixel data, a structured report, a missing decoder, ...) is logged as a
+    warning with the reason, passed to ``on_error`` and skipped; the rest are loaded. A summary is logged at the end.
+
+    Args:
+        folder: the folder to read.
+        reader: the reader to use, default ``UltrasoundDicomReader()``.
+        recursive: also read sub-folders.
+        pattern: glob pattern for file names.
+        ensure_channel_first: as ``LoadImage``'s.
+        dtype: as ``LoadImage``'s.
+        on_error: called with ``(path, reason)`` for each skipped file.
+
+    Raises:
+        ValueError: ``folder`` is not a folder.
+    """
+    from monai.transforms import LoadImage
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"load_dicom_folder: {root} is not a folder.")
+    reader = reader or UltrasoundDicomReader()
+    loader = LoadImage(image_only=True, ensure_channel_first=ensure_channel_first, dtype=dtype)
+    files: Iterable[Path] = root.rglob(pattern) if recursive else root.glob(pattern)
+    result = DicomFolderResult()
+    for path in sorted(p for p in files if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)):
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UltrasoundRegionWarning)
+                image = loader(path, reader=reader)
+            for w in caught:
+                logger.warning("%s", w.message)
+        except UltrasoundDicomError as e:
+            reason = e.reason
+        except Exception as e:  # noqa: BLE001 - keep going whatever one file does
+            reason = f"{type(e).__name__}: {e}"
+        else:
+            result.images.append(image)
+            result.paths.append(path)
+            continue
+        logger.warning("skipped %s: %s", path, reason)
+        result.failures.append((path, reason))
+        if on_error is not None:
+            on_error(path, reason)
+    log = logger.warning if result.failures else logger.info
+    log("load_dicom_folder(%s): %s", root, result.summary())
+    return result
