@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .dataset import SimulatedUltrasoundDataset
 from .geometry import ProbeGeometry, ScanConverter
 from .phantoms import FindingControls, Phantom, PhantomGrid, make_phantom
 from .physics import Acquisition, gaussian_psf_kernel, render_bmode
@@ -19,6 +20,7 @@ __all__ = [
     "PhantomGrid",
     "ProbeGeometry",
     "ScanConverter",
+    "SimulatedUltrasoundDataset",
     "Tissue",
     "UNIFIED_CLASSES",
     "UltrasoundSample",

@@ -385,9 +385,9 @@ def msk_phantom(grid: PhantomGrid, rng, finding: str, difficulty: float, ctl: Fi
     # anisotropy: a segment of the tendon loses its echo where the fibres curve away from the beam
     if rng.random() < 0.5 * difficulty:
         col = rng.integers(0, w)
-        span = int(w * _fraction(rng, 0.08, 0.25))
-        fall = np.zeros(w, np.float32)
-        fall[max(col - span, 0):col + span] = _fraction(rng, 6, 14)
+        span = w * _fraction(rng, 0.08, 0.25)
+        offset = np.abs(np.arange(w) - col) / span
+        fall = (_fraction(rng, 6, 14) * 0.5 * (1 + np.cos(np.pi * np.clip(offset, 0, 1)))).astype(np.float32)
         extra -= np.where(label == L["tendon"], fall[None, :], 0).astype(np.float32)
 
     geometry: dict = {}

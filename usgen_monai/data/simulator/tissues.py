@@ -52,8 +52,8 @@ PRESET_TISSUES: dict[str, tuple[Tissue, ...]] = {
     ),
     "fetal_head": (
         _T("background", -80.0, 1.0, 0.0),
-        _T("maternal_wall", -2.0, 1.0, 0.8, specular_db=8.0, fibrillar=0.25, heterogeneity_db=3.0),
-        _T("placenta", 2.0, 1.0, 0.7, heterogeneity_db=2.0),
+        _T("maternal_wall", -4.0, 1.0, 0.8, specular_db=8.0, fibrillar=0.25, heterogeneity_db=3.0),
+        _T("placenta", -5.0, 1.0, 0.7, heterogeneity_db=2.0),
         _T("amniotic_fluid", -38.0, 0.2, 0.05),
         _T("fetal_body", -4.0, 1.0, 0.8, heterogeneity_db=4.0),
         _T("skull", 16.0, 1.0, 7.0, specular_db=12.0),

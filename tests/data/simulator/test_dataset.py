@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import DataLoader
+from monai.transforms import Compose, EnsureTyped, RandFlipd
+
+from usgen_monai.data.simulator import UNIFIED_CLASSES, SimulatedUltrasoundDataset
+
+
+def test_items_are_channel_first_and_deterministic():
+    ds = SimulatedUltrasoundDataset("msk", num_samples=4, size=48, seed=10, findings=["effusion"])
+    assert len(ds) == 4
+    a, b = ds[2], ds[2]
+    assert a["image"].shape == a["label"].shape == a["label_map"].shape == (1, 48, 48)
+    np.testing.assert_array_equal(a["image"], b["image"])
+    assert a["context"]["seed"] == 12 and a["context"]["finding"] == "effusion"
+
+
+def test_works_with_monai_transforms_and_dataloader():
+    t = Compose([EnsureTyped(keys=["image", "label"]), RandFlipd(keys=["image", "label"], prob=1.0, spatial_axis=1)])
+    ds = SimulatedUltrasoundDataset("breast", num_samples=4, size=32, transform=t, unified_labels=True)
+    batch = next(iter(DataLoader(ds, batch_size=2, num_workers=0)))
+    assert isinstance(batch["image"], torch.Tensor) and batch["image"].shape == (2, 1, 32, 32)
+    assert int(batch["label_map"].max()) < len(UNIFIED_CLASSES)
+    plain = SimulatedUltrasoundDataset("breast", num_samples=4, size=32)[0]
+    np.testing.assert_allclose(ds[0]["image"].numpy(), plain["image"][..., ::-1])
+
+
+def test_bad_findings_rejected():
+    with pytest.raises(ValueError, match="findings"):
+        SimulatedUltrasoundDataset("fetal_head", findings=["malignant"])
