@@ -117,7 +117,7 @@ def _spatial_shape(path: Path) -> tuple[str, tuple[int, ...]] | None:
     return None
 
 
-def _check_sizes(image: Path, masks: Sequence[Path]) -> None:
+def _check_sizes(image: Path, masks: Sequence[Path], what: str = "mask") -> None:
     image_shape = _spatial_shape(image)
     for mask in masks:
         mask_shape = _spatial_shape(mask)
@@ -125,7 +125,7 @@ def _check_sizes(image: Path, masks: Sequence[Path]) -> None:
             continue
         if image_shape[1] != mask_shape[1]:
             raise DatasetLayoutError(
-                f"image {image} is {_shape_text(image_shape[1])} but its mask {mask} is {_shape_text(mask_shape[1])}."
+                f"image {image} is {_shape_text(image_shape[1])} but its {what} {mask} is {_shape_text(mask_shape[1])}."
             )
 
 
@@ -198,13 +198,13 @@ def load_busi_datalist(
                 masks.setdefault(match["base"], []).append((int(match["index"] or 0), path))
             else:
                 images[stem] = path
+        for base in sorted(set(masks) - set(images), key=_natural_key):
+            mask = sorted(masks[base])[0][1]
+            raise DatasetLayoutError(f"mask {mask} has no image: expected {folder / base}.png (or .jpg, .bmp...).")
         if not images:
             if classes is not None:
                 raise DatasetLayoutError(f"BUSI class folder {folder} holds no images.")
             continue
-        for base in sorted(set(masks) - set(images), key=_natural_key):
-            mask = sorted(masks[base])[0][1]
-            raise DatasetLayoutError(f"mask {mask} has no image: expected {folder / base}.png (or .jpg, .bmp...).")
         for stem in sorted(images, key=_natural_key):
             image = images[stem]
             mask_paths = [p for _, p in sorted(masks.get(stem, []), key=lambda t: (t[0], t[1].name))]
@@ -265,6 +265,12 @@ def _read_hc18_csv(path: Path) -> dict[str, dict[str, float]]:
     return table
 
 
+def _hc18_key(stem: str) -> tuple[int, int]:
+    """``010_HC`` -> (10, 1), ``010_2HC`` -> (10, 2): subject, then repeat."""
+    match = _HC18_IMAGE.match(stem)
+    return int(match["subject"]), int(match["repeat"] or 1)
+
+
 def load_hc18_datalist(
     root: PathLike,
     subset: str = "training_set",
@@ -290,7 +296,7 @@ def load_hc18_datalist(
 
     Returns:
         items ``{"image": str, "label": str, "group": str[, "pixel_size_mm": float, "head_circumference_mm": float]}``
-        in file-name order.
+        ordered by subject, then repeat (``010_HC``, ``010_2HC``, ``011_HC``).
 
     Raises:
         DatasetLayoutError: folder missing or without ``*HC.png`` images, an image without its annotation, an
@@ -317,7 +323,7 @@ def load_hc18_datalist(
         raise DatasetLayoutError(f"HC18 pixel-size CSV {csv_file} does not exist.")
     table = _read_hc18_csv(csv_file) if csv_file is not None else None
     items: list[dict[str, Any]] = []
-    for stem in sorted(images, key=_natural_key):
+    for stem in sorted(images, key=_hc18_key):
         image = images[stem]
         item: dict[str, Any] = {"image": _abs(image)}
         annotation = annotations.get(stem)
@@ -326,7 +332,7 @@ def load_hc18_datalist(
                 raise DatasetLayoutError(f"image {image} has no annotation: expected {folder / stem}_Annotation.png.")
         else:
             if check_sizes:
-                _check_sizes(image, [annotation])
+                _check_sizes(image, [annotation], "annotation")
             item["label"] = _abs(annotation)
         item["group"] = _HC18_IMAGE.match(stem)["subject"]
         if table is not None:

@@ -84,11 +84,10 @@ class FillOutline(Transform):
                 f"connectivity={self.connectivity} exceeds the {spatial_dims} spatial dimensions of an input of "
                 f"shape {tuple(img.shape)}."
             )
-        img = convert_to_tensor(img, track_meta=get_track_meta())
         img_np, *_ = convert_data_type(img, np.ndarray)
         structure = ndimage.generate_binary_structure(spatial_dims, self.connectivity)
         out_np = np.stack([ndimage.binary_fill_holes(channel > self.threshold, structure) for channel in img_np])
-        out, *_ = convert_to_dst_type(out_np, img, dtype=img.dtype)
+        out, *_ = convert_to_dst_type(out_np, img, dtype=img.dtype)  # a MetaTensor ``img`` lends its metadata
         return out
 
 
@@ -130,7 +129,7 @@ class MergeMasks(Transform):
             ValueError: when ``img`` has no channel dimension.
         """
         _check_channel_first(img, "MergeMasks")
-        img = convert_to_tensor(img, track_meta=get_track_meta())
-        out = (img > self.threshold).any(dim=0, keepdim=True)
+        img_t = convert_to_tensor(img, track_meta=get_track_meta())
+        out = (img_t > self.threshold).any(dim=0, keepdim=True)
         out, *_ = convert_to_dst_type(out, img, dtype=img.dtype)
         return out
