@@ -12,7 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from usgen_monai.cli import SUBCOMMANDS, build_parser, main, parse_fractions, parse_size, register_subcommand
+from usgen_monai.cli import (
+    SUBCOMMANDS,
+    CommandError,
+    build_parser,
+    main,
+    parse_fractions,
+    parse_size,
+    register_subcommand,
+)
 from usgen_monai.data.datasets import load_dataset, load_transforms
 from usgen_monai.data.layouts import LAYOUTS, sample_seed, to_uint8
 from usgen_monai.data.simulator import PRESETS, UltrasoundSimulator
@@ -121,13 +129,24 @@ def test_register_subcommand(capsys):
         calls.append(args.n)
         return 3
 
+    def run_failing(args):
+        if args.n < 0:
+            raise CommandError(f"--n must be >= 0, got {args.n}")
+        raise ValueError("a bug, not a usage error")
+
     register_subcommand("echo-test", "test command", add, run)
+    register_subcommand("fail-test", "test command", add, run_failing)
     try:
         assert main(["echo-test", "--n", "7"]) == 3 and calls == [7]
+        with pytest.raises(SystemExit) as exit_info:
+            main(["fail-test", "--n", "-1"])
+        assert exit_info.value.code == 2 and "usgen-monai fail-test: error: --n must be >= 0" in capsys.readouterr().err
+        with pytest.raises(ValueError, match="a bug"):  # other errors keep their traceback
+            main(["fail-test"])
         with pytest.raises(ValueError, match="subcommand 'echo-test' is already registered"):
             register_subcommand("echo-test", "again", add, run)
     finally:
-        del SUBCOMMANDS["echo-test"]
+        del SUBCOMMANDS["echo-test"], SUBCOMMANDS["fail-test"]
 
 
 def test_python_m_subprocess(tmp_path):

@@ -13,8 +13,8 @@ Subcommands are registered in :data:`SUBCOMMANDS`; adding one takes a function t
     register_subcommand("train", "train a bundle", _add_train_arguments, _run_train)
 
 Run functions import what they need themselves, so ``usgen-monai --help`` stays fast. Errors in the arguments
-(``ValueError`` raised by a run function, or argparse's own checks) print ``usgen-monai <command>: error: ...`` and
-exit with status 2; other exceptions propagate with their traceback.
+(a :py:class:`CommandError` raised by a run function, or argparse's own checks) print
+``usgen-monai <command>: error: ...`` and exit with status 2; other exceptions propagate with their traceback.
 
 ``simulate``::
 
@@ -37,9 +37,22 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["SUBCOMMANDS", "Subcommand", "build_parser", "main", "parse_fractions", "parse_size", "register_subcommand"]
+__all__ = [
+    "CommandError",
+    "SUBCOMMANDS",
+    "Subcommand",
+    "build_parser",
+    "main",
+    "parse_fractions",
+    "parse_size",
+    "register_subcommand",
+]
 
 PROG = "usgen-monai"
+
+
+class CommandError(ValueError):
+    """Bad command-line arguments found by a run function; :py:func:`main` reports it as a usage error (status 2)."""
 
 
 @dataclass(frozen=True)
@@ -166,26 +179,29 @@ def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from usgen_monai.data.layouts import simulate_dataset
+    from usgen_monai.data.layouts import check_simulation_arguments, simulate_dataset
 
     if args.difficulty < 0:
-        raise ValueError(f"--difficulty must be >= 0, got {args.difficulty}")
+        raise CommandError(f"--difficulty must be >= 0, got {args.difficulty}")
+    settings = dict(
+        out_dir=args.out,
+        preset=args.preset,
+        num=args.num,
+        layout=args.layout,
+        size=args.size,
+        seed=args.seed,
+        difficulty=args.difficulty,
+        finding=args.finding,
+        split=args.split,
+        overwrite=args.overwrite,
+    )
+    try:
+        check_simulation_arguments(**settings)
+    except ValueError as e:
+        raise CommandError(str(e)) from e
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        summary = simulate_dataset(
-            out_dir=args.out,
-            preset=args.preset,
-            num=args.num,
-            layout=args.layout,
-            size=args.size,
-            seed=args.seed,
-            difficulty=args.difficulty,
-            finding=args.finding,
-            split=args.split,
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-            command=args.command_line,
-        )
+        summary = simulate_dataset(**settings, progress=not args.quiet, command=args.command_line)
     for warning in caught:
         print(f"{PROG} simulate: warning: {warning.message}", file=sys.stderr)
     print(summary.line())
@@ -234,6 +250,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = shlex.join([PROG, *argv])
     try:
         return int(args._subcommand.run(args) or 0)
-    except ValueError as e:
+    except CommandError as e:
         args._parser.error(str(e))  # prints usage + "usgen-monai <command>: error: ..." and exits with status 2
     return 2  # not reached: error() exits

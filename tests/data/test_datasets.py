@@ -411,6 +411,15 @@ def test_split_deterministic_and_independent_of_listing_order():
     assert _names(split_dataset(items, seed=4)) != reference
 
 
+def test_split_stable_when_items_are_added():
+    before = split_dataset(_items(100), seed=0)
+    after = split_dataset(_items(105), seed=0)  # five more images
+    moved = sum(
+        len({Path(i["image"]).name for i in b} - {Path(i["image"]).name for i in a}) for b, a in zip(before, after)
+    )
+    assert moved <= 10
+
+
 def test_split_keeps_groups_together():
     items = [{"image": f"/hc18/{s:03d}_{r}HC.png", "group": f"{s:03d}"} for s in range(30) for r in ("", "2", "3")]
     for seed in range(5):

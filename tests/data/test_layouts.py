@@ -239,6 +239,8 @@ def test_simulate_dataset_errors(tmp_path):
         simulate_dataset(tmp_path / "x", num=1, split=(0.5, 0.5))
     with pytest.raises(ValueError, match="finding 'effusion' is not a finding of preset 'breast'"):
         simulate_dataset(tmp_path / "x", "breast", num=1, finding="effusion")
+    with pytest.raises(ValueError, match=r"split takes 1 to 3 .* got split=\(0\.5, 0\.4\)"):
+        simulate_dataset(tmp_path / "x", num=1, layout="monai", split=(0.5, 0.4))
     with pytest.raises(ValueError, match="unknown simulator preset 'liver'"):
         simulate_dataset(tmp_path / "x", "liver", num=1)
     (tmp_path / "full").mkdir()

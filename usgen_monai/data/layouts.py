@@ -62,6 +62,7 @@ __all__ = [
     "LayoutWriter",
     "MonaiWriter",
     "SimulationSummary",
+    "check_simulation_arguments",
     "ellipse_circumference",
     "fit_ellipse",
     "head_circumference_mm",
@@ -530,6 +531,55 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
         )
 
 
+def check_simulation_arguments(
+    out_dir: str | os.PathLike,
+    preset: str = "breast",
+    num: int = 100,
+    layout: str = "busi",
+    size: int | tuple[int, int] = (256, 256),
+    seed: int = 0,
+    difficulty: float = 1.0,
+    finding: str | None = None,
+    split: Sequence[float] | None = None,
+    overwrite: bool = False,
+) -> Any:
+    """Check the arguments of :py:func:`simulate_dataset` without writing anything.
+
+    Returns:
+        the :py:class:`usgen_monai.data.simulator.UltrasoundSimulator` they describe.
+
+    Raises:
+        ValueError: naming the first argument that is wrong (see :py:func:`simulate_dataset`).
+    """
+    from usgen_monai.data.simulator import UltrasoundSimulator
+
+    if layout not in LAYOUT_WRITERS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {list(LAYOUT_WRITERS)}.")
+    if int(num) != num or num < 1:
+        raise ValueError(f"num must be a positive integer, got num={num!r}.")
+    if split is not None:
+        if layout != "monai":
+            raise ValueError(
+                f"split applies to the monai layout only, got split={tuple(split)} with layout={layout!r}."
+            )
+        fractions = tuple(float(f) for f in split)
+        if not 1 <= len(fractions) <= 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+            raise ValueError(
+                f"split takes 1 to 3 non-negative fractions (training, validation, test) summing to 1, got split={split}."
+            )
+    sample_seed(seed, 0)  # validates the seed
+    size = (int(size), int(size)) if np.isscalar(size) else tuple(int(s) for s in size)
+    if len(size) != 2:
+        raise ValueError(f"size must be one int or (H, W), got size={size}.")
+    simulator = UltrasoundSimulator(preset=preset, size=size, difficulty=difficulty)
+    if finding is not None and finding not in simulator.findings:
+        raise ValueError(
+            f"finding {finding!r} is not a finding of preset {preset!r}; expected one of {list(simulator.findings)}."
+        )
+    _check_out_dir(Path(out_dir), overwrite)
+    return simulator
+
+
 def simulate_dataset(
     out_dir: str | os.PathLike,
     preset: str = "breast",
@@ -573,23 +623,11 @@ def simulate_dataset(
     from tqdm.auto import tqdm
 
     import usgen_monai
-    from usgen_monai.data.simulator import UltrasoundSimulator
 
-    if layout not in LAYOUT_WRITERS:
-        raise ValueError(f"unknown layout {layout!r}; expected one of {list(LAYOUT_WRITERS)}.")
-    if int(num) != num or num < 1:
-        raise ValueError(f"num must be a positive integer, got num={num!r}.")
-    if split is not None and layout != "monai":
-        raise ValueError(f"split applies to the monai layout only, got split={tuple(split)} with layout={layout!r}.")
-    sample_seed(seed, 0)  # validates the seed
-    size = (int(size), int(size)) if np.isscalar(size) else tuple(int(s) for s in size)
-    if len(size) != 2:
-        raise ValueError(f"size must be one int or (H, W), got size={size}.")
-    simulator = UltrasoundSimulator(preset=preset, size=size, difficulty=difficulty)
-    if finding is not None and finding not in simulator.findings:
-        raise ValueError(
-            f"finding {finding!r} is not a finding of preset {preset!r}; expected one of {list(simulator.findings)}."
-        )
+    simulator = check_simulation_arguments(
+        out_dir, preset, num, layout, size, seed, difficulty, finding, split, overwrite
+    )
+    size = simulator.size
     if layout == "hc18" and preset != "fetal_head":
         warnings.warn(
             f"the hc18 layout is meant for the fetal_head preset; writing preset {preset!r} with the outline of its "
@@ -598,7 +636,6 @@ def simulate_dataset(
             stacklevel=2,
         )
     out = Path(out_dir)
-    _check_out_dir(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
 
     kwargs: dict[str, Any] = {"split": split} if layout == "monai" else {}
