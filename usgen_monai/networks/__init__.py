@@ -1,1 +1,19 @@
-"""networks"""
+"""Networks (``nn.Module`` only): context encoders and the semantic + context conditioned latent translators.
+
+The mask prior needs no class of its own: it is a MONAI ``DiffusionModelUNet`` over one-hot label maps with
+``num_class_embeds = ContextVocabulary.num_class_labels(("preset", "finding"))``.
+"""
+
+from __future__ import annotations
+
+from .context_encoder import ContextEncoder, ImageContextTokenizer, TabularContextEncoder
+from .translator import ControlNetTranslator, LatentTranslator, SPADETranslator
+
+__all__ = [
+    "ContextEncoder",
+    "ImageContextTokenizer",
+    "TabularContextEncoder",
+    "LatentTranslator",
+    "ControlNetTranslator",
+    "SPADETranslator",
+]

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import unittest
+
+import torch
+from monai.networks.blocks.spade_norm import SPADE
+from parameterized import parameterized
+
+from usgen_monai.networks import ContextEncoder, ControlNetTranslator, LatentTranslator, SPADETranslator
+
+K, C_LAT, D = 5, 3, 16
+
+
+def _encoder() -> ContextEncoder:
+    return ContextEncoder(embed_dim=D, categorical_sizes=(4, 3), num_scalars=2, image_channels=C_LAT, image_grid_size=2)
+
+
+def _randomize_zero_init(net, seed: int = 1) -> None:
+    """MONAI zero-initialises the output and residual convolutions of its diffusion UNets and ControlNet (so an
+    untrained model predicts zeros); give them weights so that conditions visibly change the prediction."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.abs().sum() == 0:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+
+
+def _build(mode: str, with_context: bool = True) -> LatentTranslator:
+    common = dict(
+        latent_channels=C_LAT,
+        num_classes=K,
+        channels=(8, 16),
+        attention_levels=(False, True),
+        num_res_blocks=1,
+        num_head_channels=8,
+        norm_num_groups=8,
+        context_encoder=_encoder() if with_context else None,
+    )
+    if mode == "controlnet":
+        net = ControlNetTranslator(conditioning_embedding_num_channels=(8, 16), **common)
+        _randomize_zero_init(net)
+        return net
+    net = SPADETranslator(spade_intermediate_channels=8, **common)
+    _randomize_zero_init(net)
+    return net
+
+
+def _onehot(b: int, size: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, K, (b, 1, size, size), generator=g)
+    return torch.zeros(b, K, size, size).scatter_(1, labels, 1.0)
+
+
+def _raw_context(b: int):
+    g = torch.Generator().manual_seed(2)
+    return dict(
+        categorical=torch.stack([torch.randint(0, 4, (b,), generator=g), torch.randint(0, 3, (b,), generator=g)], 1),
+        scalars=torch.rand(b, 2, generator=g),
+        context_latents=torch.randn(b, C_LAT, 8, 8, generator=g),
+    )
+
+
+MODES = [["controlnet", 16], ["spade", 8]]  # semantic size for 8x8 latents
+
+
+class TestTranslator(unittest.TestCase):
+    def setUp(self):
+        torch.manual_seed(0)
+        self.x = torch.randn(2, C_LAT, 8, 8)
+        self.t = torch.tensor([10, 700])
+
+    @parameterized.expand(MODES)
+    def test_shape(self, mode, sem_size):
+        net = _build(mode).eval()
+        with torch.no_grad():
+            out = net(self.x, self.t, semantic=_onehot(2, sem_size, 0), **_raw_context(2))
+        self.assertEqual(out.shape, self.x.shape)
+        self.assertEqual(tuple(net.semantic_shape((8, 8))), (sem_size, sem_size))
+
+    @parameterized.expand(MODES)
+    def test_semantic_changes_prediction(self, mode, sem_size):
+        net = _build(mode).eval()
+        with torch.no_grad():
+            a = net(self.x, self.t, semantic=_onehot(2, sem_size, 0))
+            b = net(self.x, self.t, semantic=_onehot(2, sem_size, 1))
+        self.assertFalse(torch.allclose(a, b))
+
+    @parameterized.expand(MODES)
+    def test_null_semantic(self, mode, sem_size):
+        net = _build(mode).eval()
+        sem = _onehot(2, sem_size, 0)
+        with torch.no_grad():
+            none = net(self.x, self.t, semantic=None)
+            zeros = net(self.x, self.t, semantic=torch.zeros_like(sem))
+            masked = net(self.x, self.t, semantic=sem, semantic_mask=torch.tensor([False, True]))
+            full = net(self.x, self.t, semantic=sem)
+        torch.testing.assert_close(none, zeros)
+        torch.testing.assert_close(masked[0], zeros[0])
+        torch.testing.assert_close(masked[1], full[1])
+
+    @parameterized.expand(MODES)
+    def test_tokens_equal_raw_context(self, mode, sem_size):
+        net = _build(mode).eval()
+        raw = _raw_context(2)
+        sem = _onehot(2, sem_size, 0)
+        with torch.no_grad():
+            tokens = net.encode_context(raw["categorical"], raw["scalars"], raw["context_latents"])
+            a = net(self.x, self.t, semantic=sem, context=tokens)
+            b = net(self.x, self.t, semantic=sem, **raw)
+            null = net(self.x, self.t, semantic=sem, context=net.null_context(2))
+            no_context = net(self.x, self.t, semantic=sem)
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(null, no_context)
+        self.assertFalse(torch.allclose(a, null))
+
+    @parameterized.expand(MODES)
+    def test_null_conditions(self, mode, sem_size):
+        net = _build(mode)
+        cond = {
+            "semantic": _onehot(2, sem_size, 0),
+            "context": net.encode_context(**{"categorical": _raw_context(2)["categorical"]}),
+        }
+        null = net.null_conditions(cond)
+        self.assertEqual(null["semantic"].shape, cond["semantic"].shape)
+        self.assertEqual(null["semantic"].abs().sum().item(), 0)
+        torch.testing.assert_close(null["context"], net.null_context(2))
+
+    @parameterized.expand(MODES)
+    def test_freeze_base(self, mode, _):
+        net = _build(mode)
+        params = net.freeze_base()
+        semantic_ids = {id(p) for p in params}
+        self.assertGreater(len(params), 0)
+        for name, p in net.named_parameters():
+            self.assertEqual(p.requires_grad, id(p) in semantic_ids, name)
+        n_all = sum(p.numel() for p in net.parameters())
+        n_sem = sum(p.numel() for p in net.semantic_parameters())
+        n_base = sum(p.numel() for p in net.base_parameters())
+        self.assertEqual(n_sem + n_base, n_all)
+        if mode == "spade":
+            spade_ids = {id(p) for m in net.modules() if isinstance(m, SPADE) for p in m.parameters()}
+            self.assertEqual(spade_ids, semantic_ids)
+        else:
+            self.assertEqual({id(p) for p in net.controlnet.parameters()}, semantic_ids)
+
+    def test_without_context(self):
+        net = _build("controlnet", with_context=False).eval()
+        with torch.no_grad():
+            out = net(self.x, self.t, semantic=_onehot(2, 16, 0))
+        self.assertEqual(out.shape, self.x.shape)
+        self.assertIsNone(net.null_context(2))
+        with self.assertRaisesRegex(ValueError, "without a context_encoder"):
+            net(self.x, self.t, context=torch.zeros(2, 4, D))
+
+    def test_initialize_semantic_from_base(self):
+        net = _build("controlnet")
+        net.initialize_semantic_from_base()
+        torch.testing.assert_close(net.controlnet.conv_in.conv.weight, net.unet.conv_in.conv.weight)
+
+    def test_shape_errors(self):
+        net = _build("controlnet")
+        with self.assertRaisesRegex(ValueError, r"semantic spatial shape must be \(16, 16\)"):
+            net(self.x, self.t, semantic=_onehot(2, 8, 0))
+        with self.assertRaisesRegex(ValueError, "num_classes=5"):
+            net(self.x, self.t, semantic=torch.zeros(2, K + 1, 16, 16))
+        with self.assertRaisesRegex(ValueError, "x must be"):
+            net(torch.randn(2, C_LAT + 1, 8, 8), self.t)
+        with self.assertRaisesRegex(ValueError, "conditioning_embedding_num_channels"):
+            ControlNetTranslator(conditioning_embedding_num_channels=())
+
+
+if __name__ == "__main__":
+    unittest.main()
