@@ -1,0 +1,274 @@
+"""Single-file checkpoints that carry everything sampling needs, saved atomically and loadable with
+``torch.load(..., weights_only=True)``.
+
+Layout of a checkpoint file::
+
+    {
+        "format": "usgen-monai-checkpoint",
+        "version": 1,
+        "state_dicts": {"translator": ..., "optimizer": ..., "trainer": {"epoch": .., "iteration": ..}, ...},
+        "constants": {"latent_scale_factor": 0.93, "scheduler": {"name": "ddim", ...}, "class_names": [...],
+                      "context_vocabulary": {...}, "image_size": [128, 128], "latent_shape": [3, 32, 32], ...},
+    }
+
+Constants hold only plain Python values (numbers, strings, lists, dicts), never objects, so no unpickling of code is
+ever needed. :py:class:`ResumableCheckpoint` is the ignite handler that writes this file during training and resumes
+from it when a run is restarted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_checkpoint",
+    "sampling_constants",
+    "ResumableCheckpoint",
+]
+
+CHECKPOINT_FORMAT = "usgen-monai-checkpoint"
+CHECKPOINT_VERSION = 1
+
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _plain(value: Any, where: str) -> Any:
+    """Convert to plain Python values (tuples -> lists, 0-d tensors/numpy scalars -> numbers) or raise."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, torch.Tensor) and value.ndim == 0:
+        return value.item()
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        return value.item()
+    raise ValueError(
+        f"checkpoint constant {where} must be a plain value (number, string, list, dict), got {type(value).__name__}."
+    )
+
+
+def _state_dict(obj: Any, name: str) -> Any:
+    if hasattr(obj, "state_dict"):
+        return obj.state_dict()
+    raise ValueError(f"object {name!r} ({type(obj).__name__}) has no state_dict() and cannot be checkpointed.")
+
+
+def save_checkpoint(
+    path: str | os.PathLike, objects: Mapping[str, Any], constants: Mapping[str, Any] | None = None
+) -> Path:
+    """Save ``{name: obj.state_dict()}`` and ``constants`` to ``path`` atomically (temporary file in the same folder,
+    flushed, then ``os.replace``), so an interrupted save never leaves a truncated checkpoint.
+
+    Args:
+        path: checkpoint file.
+        objects: modules, optimizers, engines, ... (anything with ``state_dict()``).
+        constants: plain values sampling needs (see :py:func:`sampling_constants`).
+
+    Returns:
+        the path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "state_dicts": {str(k): _state_dict(v, k) for k, v in objects.items()},
+        "constants": _plain(dict(constants or {}), "constants"),
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint file with ``weights_only=True`` and check its format; returns the whole dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}.")
+    data = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} file (found format {found!r}).")
+    if int(data.get("version", 0)) > CHECKPOINT_VERSION:
+        raise ValueError(f"{path} has checkpoint version {data['version']}, newer than supported {CHECKPOINT_VERSION}.")
+    return data
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    objects: Mapping[str, Any] | None = None,
+    map_location: Any = "cpu",
+    strict: bool = True,
+) -> dict[str, Any]:
+    """Load the state of ``objects`` (in place) from ``path`` and return the checkpoint constants.
+
+    Args:
+        path: checkpoint file.
+        objects: ``{name: obj}`` to restore; each name must be in the checkpoint.
+        map_location: ``torch.load`` map location.
+        strict: passed to ``nn.Module.load_state_dict``.
+
+    Returns:
+        the constants dict (``latent_scale_factor``, ``scheduler``, ``class_names``, ...).
+    """
+    data = read_checkpoint(path, map_location)
+    states = data["state_dicts"]
+    for name, obj in (objects or {}).items():
+        if name not in states:
+            raise KeyError(f"checkpoint {path} has no state for {name!r}; it has {sorted(states)}.")
+        if isinstance(obj, torch.nn.Module):
+            obj.load_state_dict(states[name], strict=strict)
+        else:
+            obj.load_state_dict(states[name])
+    return dict(data["constants"])
+
+
+def sampling_constants(
+    latent_scale_factor: float | None = None,
+    scheduler: Any | None = None,
+    class_names: Sequence[str] | None = None,
+    context_vocabulary: Any | None = None,
+    image_size: Sequence[int] | None = None,
+    latent_shape: Sequence[int] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The constants a sampler needs, in plain form.
+
+    Args:
+        latent_scale_factor: from :py:func:`~usgen_monai.engines.compute_latent_scale_factor`.
+        scheduler: a schedule (its ``config()`` is stored) or a config dict.
+        class_names: label names, index = label value.
+        context_vocabulary: a ``ContextVocabulary`` (its ``to_dict()`` is stored) or a dict.
+        image_size: spatial size of the images.
+        latent_shape: ``(C_lat, h, w)``.
+        extra: further plain values (e.g. ``semantic_mode``, ``guidance`` defaults).
+    """
+    constants: dict[str, Any] = {}
+    if latent_scale_factor is not None:
+        constants["latent_scale_factor"] = float(latent_scale_factor)
+    if scheduler is not None:
+        constants["scheduler"] = scheduler.config() if hasattr(scheduler, "config") else dict(scheduler)
+    if class_names is not None:
+        constants["class_names"] = [str(c) for c in class_names]
+    if context_vocabulary is not None:
+        constants["context_vocabulary"] = (
+            context_vocabulary.to_dict() if hasattr(context_vocabulary, "to_dict") else dict(context_vocabulary)
+        )
+    if image_size is not None:
+        constants["image_size"] = [int(s) for s in image_size]
+    if latent_shape is not None:
+        constants["latent_shape"] = [int(s) for s in latent_shape]
+    constants.update(extra)
+    return _plain(constants, "constants")
+
+
+class ResumableCheckpoint:
+    """Ignite handler: keep one up-to-date checkpoint file and resume from it.
+
+    On ``STARTED``, if ``resume`` and the file exists, every object in ``save_dict`` (networks, optimizers, and the
+    engine itself under any name, whose state holds epoch and iteration) is restored, and the constants stored in the
+    file are merged into ``constants``, so a restarted run continues its iteration count. During training the file is
+    rewritten every ``save_interval`` epochs (``epoch_level=True``) or iterations, and once more on ``COMPLETED``;
+    every write is atomic (:py:func:`save_checkpoint`). ``final_filename`` additionally writes a copy when training
+    completes (e.g. ``models/model.pt``).
+
+    Args:
+        save_dir: folder of the checkpoint.
+        save_dict: ``{name: obj}`` with ``state_dict``/``load_state_dict`` (include the trainer to resume its counters).
+        constants: mutable dict of plain values saved with every checkpoint (see :py:func:`sampling_constants`).
+        filename: name of the rolling checkpoint.
+        save_interval: epochs (or iterations) between saves; 0 saves only at the end.
+        epoch_level: count ``save_interval`` in epochs (True) or iterations (False).
+        resume: resume from ``save_dir/filename`` when it exists.
+        final_filename: extra file written on completion, or ``None``.
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike,
+        save_dict: Mapping[str, Any],
+        constants: dict[str, Any] | None = None,
+        filename: str = "checkpoint.pt",
+        save_interval: int = 1,
+        epoch_level: bool = True,
+        resume: bool = True,
+        final_filename: str | None = None,
+    ) -> None:
+        if not save_dict:
+            raise ValueError("ResumableCheckpoint needs a non-empty save_dict.")
+        if save_interval < 0:
+            raise ValueError(f"save_interval must be >= 0, got save_interval={save_interval}.")
+        self.save_dir = Path(save_dir)
+        self.save_dict = dict(save_dict)
+        self.constants = constants if constants is not None else {}
+        self.filename = filename
+        self.save_interval = int(save_interval)
+        self.epoch_level = epoch_level
+        self.resume = resume
+        self.final_filename = final_filename
+        self.logger = logging.getLogger(__name__)
+
+    @property
+    def path(self) -> Path:
+        return self.save_dir / self.filename
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        if self.resume:
+            engine.add_event_handler(Events.STARTED, self.load)
+        if self.save_interval > 0:
+            event = Events.EPOCH_COMPLETED if self.epoch_level else Events.ITERATION_COMPLETED
+            engine.add_event_handler(event(every=self.save_interval), self.save)
+        engine.add_event_handler(Events.COMPLETED, self.complete)
+
+    def load(self, engine: Any) -> None:
+        """Restore from the checkpoint file if it exists (keeping the engine's current ``max_epochs``)."""
+        if not self.path.is_file():
+            return
+        data = read_checkpoint(self.path, map_location=getattr(engine.state, "device", None) or "cpu")
+        states = data["state_dicts"]
+        missing = [k for k in self.save_dict if k not in states]
+        if missing:
+            raise KeyError(f"checkpoint {self.path} has no state for {missing}; it has {sorted(states)}.")
+        max_epochs = engine.state.max_epochs
+        for name, obj in self.save_dict.items():
+            obj.load_state_dict(states[name])
+        if max_epochs is not None:
+            if engine.state.epoch > max_epochs:
+                raise ValueError(
+                    f"checkpoint {self.path} is at epoch {engine.state.epoch}, beyond max_epochs={max_epochs}; "
+                    "raise max_epochs to train further."
+                )
+            engine.state.max_epochs = max_epochs
+        for key, value in data["constants"].items():
+            self.constants.setdefault(key, value)
+        self.logger.info(f"resumed from {self.path} at epoch {engine.state.epoch}, iteration {engine.state.iteration}")
+
+    def save(self, engine: Any | None = None) -> Path:
+        """Write the rolling checkpoint now."""
+        return save_checkpoint(self.path, self.save_dict, self.constants)
+
+    def complete(self, engine: Any) -> None:
+        self.save(engine)
+        if self.final_filename:
+            save_checkpoint(self.save_dir / self.final_filename, self.save_dict, self.constants)
