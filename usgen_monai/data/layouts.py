@@ -53,6 +53,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from usgen_monai.data.simulator.simulator import sample_seed
+
 __all__ = [
     "LAYOUTS",
     "LAYOUT_WRITERS",
@@ -280,18 +282,6 @@ def head_circumference_mm(
     except ValueError:
         return None
     return ellipse_circumference(semi_major, semi_minor)
-
-
-def sample_seed(seed: int, index: int) -> int:
-    """Seed of the ``index``-th image of a data set made with ``seed``.
-
-    Seeds come from :py:class:`numpy.random.SeedSequence` (``entropy=seed``, ``spawn_key=(index,)``), so data sets
-    made with neighbouring seeds share no images, and image ``i`` is the same whatever the data set's size. The value
-    is also in each image's ``context["seed"]``.
-    """
-    if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got seed={seed!r}.")
-    return int(np.random.SeedSequence(int(seed), spawn_key=(int(index),)).generate_state(1)[0])
 
 
 # ----------------------------------------------------------------------------------------------------------------

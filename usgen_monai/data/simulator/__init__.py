@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from .dataset import SimulatedUltrasoundDataset
 from .geometry import ProbeGeometry, ScanConverter
 from .phantoms import FindingControls, Phantom, PhantomGrid, make_phantom
 from .physics import Acquisition, gaussian_psf_kernel, render_bmode
-from .simulator import PRESETS, UltrasoundSample, UltrasoundSimulator
+from .simulator import PRESETS, UltrasoundSample, UltrasoundSimulator, sample_seed
 from .tissues import PRESET_FINDINGS, PRESET_TARGETS, PRESET_TISSUES, UNIFIED_CLASSES, Tissue, preset_classes
 
 __all__ = [
@@ -29,4 +28,14 @@ __all__ = [
     "make_phantom",
     "preset_classes",
     "render_bmode",
+    "sample_seed",
 ]
+
+
+def __getattr__(name: str):
+    # the MONAI dataset wrapper imports monai (seconds); plain simulation should not pay for it
+    if name == "SimulatedUltrasoundDataset":
+        from .dataset import SimulatedUltrasoundDataset
+
+        return SimulatedUltrasoundDataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

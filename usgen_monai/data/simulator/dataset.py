@@ -8,7 +8,7 @@ import numpy as np
 from monai.data import Dataset
 from monai.transforms import apply_transform
 
-from .simulator import UltrasoundSimulator
+from .simulator import UltrasoundSimulator, sample_seed
 
 __all__ = ["SimulatedUltrasoundDataset"]
 
@@ -18,13 +18,14 @@ class SimulatedUltrasoundDataset(Dataset):
 
     Items are dictionaries ``{"image": (1, H, W) float32, "label": (1, H, W) uint8 binary target,
     "label_map": (1, H, W) uint8 label map, "context": dict}`` (channel-first, as after ``EnsureChannelFirstd``),
-    computed on the fly and deterministic by index, so no disk and no cache are needed.
+    computed on the fly and deterministic by index, so no disk and no cache are needed. Item ``i`` is image ``i``
+    of ``python -m usgen_monai simulate --seed seed`` (seeds from :func:`sample_seed`).
 
     Args:
         preset: simulator preset (``"breast"``, ``"fetal_head"``, ``"msk"``).
         num_samples: length of the dataset.
         size: (H, W) or an int.
-        seed: seed of item 0; item ``i`` uses ``seed + i``.
+        seed: data-set seed; item ``i`` is simulated with ``sample_seed(seed, i)``.
         difficulty: simulator difficulty.
         findings: findings to cycle through (item ``i`` gets ``findings[i % len(findings)]``); None draws per seed.
         unified_labels: express ``label_map`` in :data:`UNIFIED_CLASSES` values (one label space for all presets).
@@ -63,7 +64,7 @@ class SimulatedUltrasoundDataset(Dataset):
 
     def _transform(self, index: int):
         finding = None if self.findings is None else self.findings[index % len(self.findings)]
-        s = self.simulator.sample(seed=self.seed + index, finding=finding)
+        s = self.simulator.sample(seed=sample_seed(self.seed, index), finding=finding)
         label_map = self.simulator.to_unified(s.label) if self.unified_labels else s.label
         item = {
             "image": s.image[None],

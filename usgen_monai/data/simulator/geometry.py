@@ -40,24 +40,34 @@ class ProbeGeometry:
         if self.depth_mm <= 0 or self.width_mm <= 0:
             raise ValueError(f"depth_mm and width_mm must be positive, got {self.depth_mm}, {self.width_mm}.")
 
-    def image_extent_mm(self) -> tuple[float, float, float, float]:
-        """(x_min, x_max, z_min, z_max) of the image grid in mm; z is measured from the apex for curvilinear."""
+    def image_extent_mm(self, size: tuple[int, int] | None = None) -> tuple[float, float, float, float]:
+        """(x_min, x_max, z_min, z_max) of the image grid in mm; z is measured from the apex for curvilinear.
+
+        A linear image spans the aperture and the depth exactly. A curvilinear image is the fan's bounding box,
+        widened (or deepened) to the aspect ratio of ``size`` so its pixels are square, as on a scanner; the fan is
+        centred laterally and starts at the top.
+        """
         if self.probe == "linear":
             return -self.width_mm / 2, self.width_mm / 2, 0.0, self.depth_mm
         half = np.deg2rad(self.fan_angle_deg) / 2
         outer = self.apex_mm + self.depth_mm
-        return -outer * np.sin(half), outer * np.sin(half), self.apex_mm * np.cos(half), outer
+        x_half, z0, z1 = outer * np.sin(half), self.apex_mm * np.cos(half), outer
+        if size is not None:
+            spacing = max((z1 - z0) / size[0], 2 * x_half / size[1])
+            x_half = spacing * size[1] / 2
+            z1 = z0 + spacing * size[0]
+        return float(-x_half), float(x_half), float(z0), float(z1)
 
     def pixel_spacing_mm(self, size: tuple[int, int]) -> tuple[float, float]:
         """(row, column) spacing of the image grid in mm."""
-        x0, x1, z0, z1 = self.image_extent_mm()
-        return (z1 - z0) / size[0], (x1 - x0) / size[1]
+        x0, x1, z0, z1 = self.image_extent_mm(size)
+        return float((z1 - z0) / size[0]), float((x1 - x0) / size[1])
 
 
 @lru_cache(maxsize=64)
 def _sector_maps(geometry: ProbeGeometry, size: tuple[int, int]):
     h, w = size
-    x0, x1, z0, z1 = geometry.image_extent_mm()
+    x0, x1, z0, z1 = geometry.image_extent_mm(size)
     half = np.deg2rad(geometry.fan_angle_deg) / 2
     # image pixel centres -> (radius, angle) -> fractional beam-grid indices
     zs = z0 + (np.arange(h) + 0.5) * (z1 - z0) / h

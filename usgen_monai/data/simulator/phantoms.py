@@ -55,7 +55,7 @@ class PhantomGrid:
         self.geometry = geometry
         self.size = size
         h, w = size
-        x0, x1, z0, z1 = geometry.image_extent_mm()
+        x0, x1, z0, z1 = geometry.image_extent_mm(size)
         self.dz, self.dx = (z1 - z0) / h, (x1 - x0) / w
         self.z = (z0 + (np.arange(h) + 0.5) * self.dz).astype(np.float32)
         self.x = (x0 + (np.arange(w) + 0.5) * self.dx).astype(np.float32)
@@ -87,7 +87,7 @@ class PhantomGrid:
 @lru_cache(maxsize=64)
 def _grid_maps(geometry: ProbeGeometry, size: tuple[int, int]):
     h, w = size
-    x0, x1, z0, z1 = geometry.image_extent_mm()
+    x0, x1, z0, z1 = geometry.image_extent_mm(size)
     z = z0 + (np.arange(h) + 0.5) * (z1 - z0) / h
     x = x0 + (np.arange(w) + 0.5) * (x1 - x0) / w
     if geometry.probe == "linear":

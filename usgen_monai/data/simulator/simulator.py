@@ -11,7 +11,7 @@ from .phantoms import FindingControls, Phantom, PhantomGrid, make_phantom
 from .physics import Acquisition, render_bmode
 from .tissues import PRESET_FINDINGS, PRESET_TARGETS, PRESET_TISSUES, UNIFIED_CLASSES, preset_classes
 
-__all__ = ["UltrasoundSample", "UltrasoundSimulator", "PRESETS"]
+__all__ = ["UltrasoundSample", "UltrasoundSimulator", "PRESETS", "sample_seed"]
 
 PRESETS = tuple(PRESET_TISSUES)
 
@@ -23,6 +23,18 @@ _ACQUISITION_RANGES = {
                        frequency_mhz=(2.5, 5.0), tgc=0.3),
     "msk": dict(probe="linear", depth_mm=(25, 40), width_mm=(38, 50), frequency_mhz=(9.0, 15.0), tgc=0.7),
 }
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """Seed of the ``index``-th image of a data set made with ``seed``.
+
+    Seeds come from :py:class:`numpy.random.SeedSequence` (``entropy=seed``, ``spawn_key=(index,)``), so data sets
+    made with neighbouring seeds share no images, and image ``i`` is the same whatever the data set's size. The value
+    is also in each image's ``context["seed"]``.
+    """
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got seed={seed!r}.")
+    return int(np.random.SeedSequence(int(seed), spawn_key=(int(index),)).generate_state(1)[0])
 
 
 @dataclass
