@@ -159,6 +159,18 @@ class UltrasoundDicomError(ValueError):
         return (self.__class__, (self.filename, self.reason))
 
 
+class _NotDicomError(UltrasoundDicomError):
+    """The path is missing, a folder, or not DICOM at all: ``read`` raises it so LoadImage may try other readers."""
+
+
+@dataclass
+class _UnreadableDicom:
+    """What ``read`` returns for a DICOM file it could not parse: ``get_data`` raises the error, so that LoadImage
+    reports it instead of falling back to another reader that fails later with a less helpful message."""
+
+    error: UltrasoundDicomError
+
+
 class UltrasoundRegionWarning(UserWarning):
     """A region of the Sequence of Ultrasound Regions had to be clipped or ignored."""
 
@@ -212,13 +224,19 @@ def dcmread_file(path: str | os.PathLike, force: bool = False, **kwargs) -> Any:
         raise UltrasoundDicomError(path, "pydicom is not installed")
     p = Path(path)
     if not p.exists():
-        raise UltrasoundDicomError(path, "file not found")
+        raise _NotDicomError(path, "file not found")
     if p.is_dir():
-        raise UltrasoundDicomError(path, "is a folder; use load_dicom_folder() to read every DICOM file in a folder")
+        raise _NotDicomError(path, "is a folder; use load_dicom_folder() to read every DICOM file in a folder")
     try:
-        ds = pydicom.dcmread(os.fspath(path), force=force, **kwargs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(os.fspath(path), force=force, **kwargs)
+        for w in caught:
+            if "end of file" in str(w.message).lower():
+                raise EOFError(str(w.message))
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     except pydicom.errors.InvalidDicomError as e:
-        raise UltrasoundDicomError(
+        raise _NotDicomError(
             path, f"not a DICOM file (no 'DICM' marker after the 128-byte preamble; force=True reads such files): {e}"
         ) from None
     except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError, OverflowError, MemoryError) as e:
@@ -228,8 +246,33 @@ def dcmread_file(path: str | os.PathLike, force: bool = False, **kwargs) -> Any:
     except Exception as e:  # noqa: BLE001 - pydicom raises a zoo of types on corrupt input
         raise UltrasoundDicomError(path, f"cannot parse the DICOM data set ({type(e).__name__}: {e})") from None
     if force and len(ds) == 0 and not getattr(ds, "file_meta", None):
-        raise UltrasoundDicomError(path, "not a DICOM file (no data elements could be parsed)")
+        raise _NotDicomError(path, "not a DICOM file (no data elements could be parsed)")
+    truncated = _truncation(ds, p)
+    if truncated:
+        raise UltrasoundDicomError(path, f"truncated file: {truncated}")
     return ds
+
+
+def _truncation(ds: Any, path: Path) -> str | None:
+    """Why the file looks cut short, or None. pydicom stops quietly at the end of a file, even inside an element."""
+    tags = sorted(ds.keys())
+    if not tags:
+        return "no data elements after the file meta information"
+    raw = ds.get_item(tags[-1])
+    length, tell, value = getattr(raw, "length", None), getattr(raw, "value_tell", None), getattr(raw, "value", None)
+    if length is None or tell is None or length == 0xFFFFFFFF:
+        return None  # already converted, or undefined length (checked by pydicom, which warns on a missing end)
+    keyword = pydicom.datadict.keyword_for_tag(tags[-1]) or f"{tags[-1]}"
+    if isinstance(value, (bytes, bytearray)) and len(value) < length:
+        return f"the file ends inside {keyword} ({len(value)} of {length} bytes)"
+    if _transfer_syntax(ds) != "1.2.840.10008.1.2.1.99":  # deflated data sets are parsed from an inflated copy
+        try:
+            extra = path.stat().st_size - (tell + length)
+        except OSError:
+            return None
+        if 0 < extra < 8:
+            return f"the file ends inside a data element header, {extra} byte(s) after {keyword}"
+    return None
 
 
 def _check_image(ds: Any, name: str) -> None:
@@ -576,12 +619,21 @@ class UltrasoundDicomReader(ImageReader):
             kwargs: ``pydicom.dcmread`` arguments, overriding the constructor's.
 
         Raises:
-            UltrasoundDicomError: the file is missing, not DICOM, or cannot be parsed.
+            UltrasoundDicomError: the file is missing, a folder or not DICOM at all (so that ``LoadImage`` can try
+                its other readers). A DICOM file that cannot be parsed (truncated, corrupted) is reported by
+                :py:meth:`get_data` instead, so ``LoadImage`` shows this reader's diagnosis.
         """
         kwargs_ = {**self.kwargs, **kwargs}
         force = kwargs_.pop("force", self.force)
         names = ensure_tuple(data)
-        datasets = [dcmread_file(name, force=force, **kwargs_) for name in names]
+        datasets: list[Any] = []
+        for name in names:
+            try:
+                datasets.append(dcmread_file(name, force=force, **kwargs_))
+            except _NotDicomError:
+                raise
+            except UltrasoundDicomError as e:
+                datasets.append(_UnreadableDicom(e))
         return datasets[0] if len(datasets) == 1 else datasets
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
@@ -624,6 +676,8 @@ class UltrasoundDicomReader(ImageReader):
         return indices, not isinstance(self.frames, (int, np.integer))
 
     def _get_one(self, ds: Any) -> tuple[np.ndarray, dict]:
+        if isinstance(ds, _UnreadableDicom):
+            raise ds.error
         name = _dataset_name(ds)
         _check_image(ds, name)
         rows, cols = int(ds.Rows), int(ds.Columns)
