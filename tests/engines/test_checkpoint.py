@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import os
+import tempfile
+import unittest
+from pathlib import Path
+
+import torch
+from monai.engines import SupervisedTrainer
+
+from tests.engines.csg_data import NUM_CLASSES, simulated_batch, tiny_autoencoder, tiny_translator
+from usgen_monai.data.simulator import UNIFIED_CLASSES
+from usgen_monai.engines import (
+    CHECKPOINT_FORMAT,
+    ContextVocabulary,
+    DDIMSchedule,
+    DenoiserInferer,
+    ResumableCheckpoint,
+    RFlowSchedule,
+    TranslatorPrepareBatch,
+    build_schedule,
+    load_checkpoint,
+    read_checkpoint,
+    sampling_constants,
+    save_checkpoint,
+    simulator_vocabulary,
+)
+
+BATCH = simulated_batch(num=2)
+
+
+class _Unpicklable:
+    def state_dict(self):
+        return {"fn": lambda: None}
+
+
+class TestCheckpointFile(unittest.TestCase):
+    def test_round_trip_weights_only(self):
+        torch.manual_seed(0)
+        translator, ae = tiny_translator("controlnet"), tiny_autoencoder()
+        opt = torch.optim.Adam(translator.parameters())
+        translator(torch.randn(1, 3, 16, 16), torch.tensor([3])).sum().backward()
+        opt.step()
+        constants = sampling_constants(
+            latent_scale_factor=0.87,
+            scheduler=RFlowSchedule(),
+            class_names=UNIFIED_CLASSES,
+            context_vocabulary=simulator_vocabulary(),
+            image_size=(32, 32),
+            latent_shape=(3, 16, 16),
+            semantic_mode="controlnet",
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            path = save_checkpoint(Path(tmp) / "sub" / "model.pt", {"translator": translator, "autoencoder": ae, "optimizer": opt}, constants)
+            self.assertEqual(os.listdir(path.parent), ["model.pt"])  # no temporary file left
+            raw = torch.load(path, weights_only=True)
+            self.assertEqual(raw["format"], CHECKPOINT_FORMAT)
+            translator2, ae2 = tiny_translator("controlnet"), tiny_autoencoder()
+            opt2 = torch.optim.Adam(translator2.parameters())
+            loaded = load_checkpoint(path, {"translator": translator2, "autoencoder": ae2, "optimizer": opt2})
+        for a, b in zip(translator.state_dict().values(), translator2.state_dict().values()):
+            self.assertTrue(torch.equal(a, b))
+        for a, b in zip(ae.state_dict().values(), ae2.state_dict().values()):
+            self.assertTrue(torch.equal(a, b))
+        self.assertEqual(opt2.state_dict()["state"].keys(), opt.state_dict()["state"].keys())
+        self.assertEqual(loaded, constants)
+        self.assertEqual(loaded["class_names"], list(UNIFIED_CLASSES))
+        self.assertEqual(build_schedule(loaded["scheduler"]).config(), RFlowSchedule().config())
+        self.assertEqual(ContextVocabulary.from_dict(loaded["context_vocabulary"]), simulator_vocabulary())
+
+    def test_failed_save_keeps_the_previous_file(self):
+        net = torch.nn.Linear(2, 2)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = save_checkpoint(Path(tmp) / "ckpt.pt", {"net": net}, {"step": 1})
+            with self.assertRaises(Exception):
+                save_checkpoint(path, {"net": net, "bad": _Unpicklable()}, {"step": 2})
+            self.assertEqual(sorted(os.listdir(tmp)), ["ckpt.pt"])
+            self.assertEqual(load_checkpoint(path)["step"], 1)
+
+    def test_errors(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            with self.assertRaisesRegex(ValueError, r"constants.scheduler must be a plain value"):
+                save_checkpoint(Path(tmp) / "a.pt", {"net": torch.nn.Linear(1, 1)}, {"scheduler": DDIMSchedule()})
+            other = Path(tmp) / "other.pt"
+            torch.save({"weights": torch.zeros(1)}, other)
+            with self.assertRaisesRegex(ValueError, "not a usgen-monai-checkpoint"):
+                read_checkpoint(other)
+            with self.assertRaisesRegex(FileNotFoundError, "missing.pt"):
+                read_checkpoint(Path(tmp) / "missing.pt")
+            path = save_checkpoint(Path(tmp) / "b.pt", {"net": torch.nn.Linear(1, 1)})
+            with self.assertRaisesRegex(KeyError, "'translator'"):
+                load_checkpoint(path, {"translator": torch.nn.Linear(1, 1)})
+
+
+class TestResume(unittest.TestCase):
+    def _trainer(self, tmp, max_epochs, seed):
+        torch.manual_seed(seed)
+        ae = tiny_autoencoder().eval()
+        translator = tiny_translator("controlnet")
+        opt = torch.optim.AdamW(translator.parameters(), 1e-3)
+        schedule = DDIMSchedule()
+        trainer = SupervisedTrainer(
+            device="cpu",
+            max_epochs=max_epochs,
+            train_data_loader=[BATCH, BATCH],
+            network=translator,
+            optimizer=opt,
+            loss_function=torch.nn.MSELoss(),
+            prepare_batch=TranslatorPrepareBatch(schedule, NUM_CLASSES, ae, 1.0, simulator_vocabulary()),
+            inferer=DenoiserInferer(schedule),
+        )
+        constants = {"scheduler": schedule.config()} if seed == 0 else {}
+        ckpt = ResumableCheckpoint(tmp, {"translator": translator, "optimizer": opt, "trainer": trainer}, constants)
+        ckpt.attach(trainer)
+        return trainer, translator, ckpt
+
+    def test_resume_continues_the_iteration_count(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer, translator, ckpt = self._trainer(tmp, max_epochs=1, seed=0)
+            trainer.run()
+            self.assertEqual(trainer.state.iteration, 2)
+            saved = {k: v.clone() for k, v in translator.state_dict().items()}
+
+            # a fresh process (other initial weights) with the same max_epochs restores and has nothing left to do
+            trainer2, translator2, ckpt2 = self._trainer(tmp, max_epochs=1, seed=1)
+            trainer2.run()
+            self.assertEqual(trainer2.state.iteration, 2)
+            for k, v in translator2.state_dict().items():
+                self.assertTrue(torch.equal(v, saved[k]), k)
+            self.assertEqual(ckpt2.constants["scheduler"], DDIMSchedule().config())  # constants come back too
+
+            # raising max_epochs continues from iteration 2
+            trainer3, translator3, _ = self._trainer(tmp, max_epochs=2, seed=2)
+            trainer3.run()
+            self.assertEqual((trainer3.state.epoch, trainer3.state.iteration), (2, 4))
+            self.assertEqual(read_checkpoint(ckpt.path)["state_dicts"]["trainer"]["iteration"], 4)
+            self.assertTrue(any(not torch.equal(v, saved[k]) for k, v in translator3.state_dict().items()))
+
+
+if __name__ == "__main__":
+    unittest.main()
