@@ -269,7 +269,19 @@ def save_dataset_atomic(ds: Dataset, path: str | os.PathLike) -> Path:
 
 
 class AtomicNibabelWriter(NibabelWriter):
-    """MONAI's ``NibabelWriter`` writing to a temporary file first, then ``os.replace``."""
+    """MONAI's ``NibabelWriter`` writing to a temporary file first, then ``os.replace``.
+
+    With ``resample=False`` the affine is taken as it is: MONAI 1.6.1's resampling step fails on 2D images even when
+    there is nothing to resample.
+    """
+
+    def set_metadata(self, meta_dict: Mapping | None, resample: bool = True, **options):
+        if resample:
+            return super().set_metadata(meta_dict, resample=resample, **options)
+        _, affine, _ = self.get_meta_info(meta_dict)
+        if self.output_dtype is None and self.data_obj is not None and hasattr(self.data_obj, "dtype"):
+            self.output_dtype = self.data_obj.dtype
+        self.affine = np.eye(4) if affine is None else _to_numpy(affine).astype(np.float64)
 
     def write(self, filename, verbose: bool = False, **obj_kwargs):  # type: ignore[override]
         with atomic_write(filename) as tmp:
