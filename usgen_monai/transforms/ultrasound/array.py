@@ -326,7 +326,7 @@ class SelectFrames(InvertibleTransform):
     def __init__(self, frames: int | Sequence[int] | slice | range, frame_dim: int = -1, keep_dim: bool = False) -> None:
         if frame_dim == 0:
             raise ValueError("frame_dim=0 is the channel axis; frames must be a spatial axis (default -1).")
-        if isinstance(frames, bool) or not isinstance(frames, (int, np.integer, Sequence, slice, range)):
+        if isinstance(frames, (bool, str)) or not isinstance(frames, (int, np.integer, Sequence, slice, range)):
             raise ValueError(f"frames must be an int, a sequence of ints, a range or a slice, got {frames!r}.")
         self.frames = frames
         self.frame_dim = frame_dim
