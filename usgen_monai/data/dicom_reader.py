@@ -250,6 +250,14 @@ def dcmread_file(path: str | os.PathLike, force: bool = False, **kwargs) -> Any:
     truncated = _truncation(ds, p)
     if truncated:
         raise UltrasoundDicomError(path, f"truncated file: {truncated}")
+    try:
+        # pydicom converts values lazily; do it now so that malformed elements are reported here, by name
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in ds.iterall():
+                pass
+    except Exception as e:  # noqa: BLE001 - unknown VRs, bad lengths, undecodable values, ...
+        raise UltrasoundDicomError(path, f"malformed data element ({type(e).__name__}: {e})") from None
     return ds
 
 
@@ -679,6 +687,18 @@ class UltrasoundDicomReader(ImageReader):
         if isinstance(ds, _UnreadableDicom):
             raise ds.error
         name = _dataset_name(ds)
+        try:
+            return self._convert(ds, name)
+        except UltrasoundDicomError:
+            raise
+        except MemoryError:
+            raise UltrasoundDicomError(name, "not enough memory to read the image") from None
+        except Exception as e:  # noqa: BLE001 - corrupt attribute values surface in many ways
+            raise UltrasoundDicomError(
+                name, f"invalid or corrupted attribute values ({type(e).__name__}: {e})"
+            ) from None
+
+    def _convert(self, ds: Any, name: str) -> tuple[np.ndarray, dict]:
         _check_image(ds, name)
         rows, cols = int(ds.Rows), int(ds.Columns)
         samples = int(ds.get("SamplesPerPixel", 1) or 1)
