@@ -29,3 +29,57 @@ __all__ = [
     "simulate_dataset",
     "split_dataset",
 ]
+
+# ultrasound DICOM reading and writing (issue 3)
+from usgen_monai.data.dicom_reader import (
+    DicomFolderResult,
+    UltrasoundDicomError,
+    UltrasoundDicomReader,
+    UltrasoundRegionWarning,
+    load_dicom_folder,
+)
+from usgen_monai.data.dicom_writers import (
+    GENERIC_SEGMENT_CODE,
+    ULTRASOUND_SEGMENT_CODES,
+    SaveDicomSeg,
+    SaveDicomSegD,
+    SaveDicomSegd,
+    SaveDicomSegDict,
+    SaveSyntheticDicom,
+    SaveSyntheticDicomD,
+    SaveSyntheticDicomd,
+    SaveSyntheticDicomDict,
+    SaveUltrasoundImage,
+    SaveUltrasoundImageD,
+    SaveUltrasoundImaged,
+    SaveUltrasoundImageDict,
+    SegmentCode,
+    segment_code_for,
+    ultrasound_name_formatter,
+)
+
+__all__ = [
+    *globals().get("__all__", ()),
+    "DicomFolderResult",
+    "UltrasoundDicomError",
+    "UltrasoundDicomReader",
+    "UltrasoundRegionWarning",
+    "load_dicom_folder",
+    "GENERIC_SEGMENT_CODE",
+    "ULTRASOUND_SEGMENT_CODES",
+    "SaveDicomSeg",
+    "SaveDicomSegD",
+    "SaveDicomSegd",
+    "SaveDicomSegDict",
+    "SaveSyntheticDicom",
+    "SaveSyntheticDicomD",
+    "SaveSyntheticDicomd",
+    "SaveSyntheticDicomDict",
+    "SaveUltrasoundImage",
+    "SaveUltrasoundImageD",
+    "SaveUltrasoundImaged",
+    "SaveUltrasoundImageDict",
+    "SegmentCode",
+    "segment_code_for",
+    "ultrasound_name_formatter",
+]

@@ -247,6 +247,8 @@ def dcmread_file(path: str | os.PathLike, force: bool = False, **kwargs) -> Any:
         raise UltrasoundDicomError(path, f"cannot parse the DICOM data set ({type(e).__name__}: {e})") from None
     if force and len(ds) == 0 and not getattr(ds, "file_meta", None):
         raise _NotDicomError(path, "not a DICOM file (no data elements could be parsed)")
+    if not isinstance(getattr(ds, "filename", None), str):
+        ds.filename = os.fspath(path)  # pydicom 2.4 leaves a buffer here for some deflated files
     truncated = _truncation(ds, p)
     if truncated:
         raise UltrasoundDicomError(path, f"truncated file: {truncated}")

@@ -23,3 +23,37 @@ __all__ = [
     "MergeMasksDict",
     "MergeMasksd",
 ]
+
+# ultrasound DICOM transforms: crop to region, to grey, frame selection (issue 3)
+from usgen_monai.transforms.ultrasound import (
+    CropToUltrasoundRegion,
+    CropToUltrasoundRegionD,
+    CropToUltrasoundRegiond,
+    CropToUltrasoundRegionDict,
+    SelectFrames,
+    SelectFramesD,
+    SelectFramesd,
+    SelectFramesDict,
+    UltrasoundMetaKeys,
+    UltrasoundToGrey,
+    UltrasoundToGreyD,
+    UltrasoundToGreyd,
+    UltrasoundToGreyDict,
+)
+
+__all__ = [
+    *globals().get("__all__", ()),
+    "CropToUltrasoundRegion",
+    "CropToUltrasoundRegionD",
+    "CropToUltrasoundRegiond",
+    "CropToUltrasoundRegionDict",
+    "SelectFrames",
+    "SelectFramesD",
+    "SelectFramesd",
+    "SelectFramesDict",
+    "UltrasoundMetaKeys",
+    "UltrasoundToGrey",
+    "UltrasoundToGreyD",
+    "UltrasoundToGreyd",
+    "UltrasoundToGreyDict",
+]
