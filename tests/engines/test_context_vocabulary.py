@@ -24,8 +24,10 @@ class TestContextVocabulary(unittest.TestCase):
         self.assertEqual(VOCAB.categorical_sizes, (4, 3))
 
     def test_collated_equals_list(self):
-        items = [{"preset": "msk", "finding": "benign", "depth_mm": 30.0, "gain_db": 1.0, "seed": 3},
-                 {"preset": "fetal_head", "finding": "normal", "depth_mm": 70.0, "gain_db": -2.0, "seed": 4}]
+        items = [
+            {"preset": "msk", "finding": "benign", "depth_mm": 30.0, "gain_db": 1.0, "seed": 3},
+            {"preset": "fetal_head", "finding": "normal", "depth_mm": 70.0, "gain_db": -2.0, "seed": 4},
+        ]
         collated = list_data_collate([{"context": c} for c in items])["context"]
         a, b = VOCAB.encode(items), VOCAB.encode(collated)
         torch.testing.assert_close(a[0], b[0])
@@ -34,7 +36,9 @@ class TestContextVocabulary(unittest.TestCase):
         torch.testing.assert_close(single[0], a[0][:1])
 
     def test_class_labels(self):
-        combos = [{"preset": p, "finding": f} for p in VOCAB.categorical["preset"] for f in VOCAB.categorical["finding"]]
+        combos = [
+            {"preset": p, "finding": f} for p in VOCAB.categorical["preset"] for f in VOCAB.categorical["finding"]
+        ]
         labels = VOCAB.class_labels(combos, ("preset", "finding"))
         self.assertEqual(sorted(labels.tolist()), list(range(1, 7)))
         self.assertEqual(VOCAB.num_class_labels(("preset", "finding")), 7)

@@ -55,7 +55,9 @@ class TestClassifierFreeGuidance(unittest.TestCase):
         self.assertFalse(ClassifierFreeGuidance(1.0).is_active(0, 8))
         self.assertTrue(ClassifierFreeGuidance(0.0).is_active(0, 8))
 
-    @parameterized.expand([[dict(start=0.5, stop=0.5)], [dict(start=-0.1)], [dict(stop=1.5)], [dict(scale=float("nan"))]])
+    @parameterized.expand(
+        [[dict(start=0.5, stop=0.5)], [dict(start=-0.1)], [dict(stop=1.5)], [dict(scale=float("nan"))]]
+    )
     def test_invalid(self, kwargs):
         with self.assertRaises(ValueError):
             ClassifierFreeGuidance(**kwargs)
@@ -69,7 +71,9 @@ class TestDualGuidance(unittest.TestCase):
         torch.testing.assert_close(DualGuidance(1.0, 0.0)([neither, sem, both]), sem)
         torch.testing.assert_close(DualGuidance(0.0, 1.0)([neither, sem, both]), neither + both - sem)
         for s in (0.0, 1.0, 2.5):  # equal scales: plain CFG between "neither" and "both"
-            torch.testing.assert_close(DualGuidance(s, s)([neither, sem, both]), ClassifierFreeGuidance(s)([neither, both]))
+            torch.testing.assert_close(
+                DualGuidance(s, s)([neither, sem, both]), ClassifierFreeGuidance(s)([neither, both])
+            )
         torch.testing.assert_close(
             DualGuidance(2.0, 1.5)([neither, sem, both]), neither + 2.0 * (sem - neither) + 1.5 * (both - sem)
         )

@@ -39,7 +39,9 @@ class TestTranslatorPrepareBatch(unittest.TestCase):
         )
 
     def test_outputs(self):
-        latents, target, args, kw = self._prepare(drop_both_prob=0, drop_semantic_prob=0, drop_context_prob=0)(self.batch)
+        latents, target, args, kw = self._prepare(drop_both_prob=0, drop_semantic_prob=0, drop_context_prob=0)(
+            self.batch
+        )
         self.assertEqual(tuple(latents.shape), (4, 3, 16, 16))
         torch.testing.assert_close(latents, encode_latents(self.autoencoder, self.batch["image"], 0.5))
         torch.testing.assert_close(target, kw["noise"])  # epsilon prediction
@@ -62,7 +64,9 @@ class TestTranslatorPrepareBatch(unittest.TestCase):
         _randomize_zero_init(translator)
         schedule = DDIMSchedule()
         inferer = DenoiserInferer(schedule)
-        latents, _, _, kw = self._prepare(schedule, drop_both_prob=1.0, drop_semantic_prob=0, drop_context_prob=0)(self.batch)
+        latents, _, _, kw = self._prepare(schedule, drop_both_prob=1.0, drop_semantic_prob=0, drop_context_prob=0)(
+            self.batch
+        )
         self.assertFalse(bool(kw["semantic_mask"].any()))
         self.assertFalse(bool(kw["tabular_mask"].any()) or bool(kw["image_mask"].any()))
         with torch.no_grad():
@@ -70,7 +74,9 @@ class TestTranslatorPrepareBatch(unittest.TestCase):
             noisy = schedule.add_noise(latents, kw["noise"], kw["timesteps"])
             null_sem = translator.null_semantic(4, latents.shape[2:])
             explicit_null = translator(noisy, kw["timesteps"], semantic=null_sem, context=translator.null_context(4))
-            kept = inferer(latents, translator, **{**kw, "semantic_mask": None, "tabular_mask": None, "image_mask": None})
+            kept = inferer(
+                latents, translator, **{**kw, "semantic_mask": None, "tabular_mask": None, "image_mask": None}
+            )
         torch.testing.assert_close(dropped, explicit_null)
         self.assertFalse(torch.allclose(dropped, kept))
         # semantic-only and context-only dropout

@@ -104,7 +104,9 @@ class TestLatentSampler(unittest.TestCase):
             sem = self.translator(noise, tt, semantic=self.conditions["semantic"], context=self.null["context"])
             both = self.translator(noise, tt, **self.conditions)
         expected, _ = schedule.step(neither + 2.0 * (sem - neither) + 1.5 * (both - sem), t, noise)
-        torch.testing.assert_close(out.latents, expected, atol=1e-3, rtol=1e-3)  # x0 = (x - s*eps) / 0.07 amplifies fp error
+        torch.testing.assert_close(
+            out.latents, expected, atol=1e-3, rtol=1e-3
+        )  # x0 = (x - s*eps) / 0.07 amplifies fp error
         self.assertFalse(torch.allclose(out.latents, schedule.step(both, t, noise)[0], atol=1e-2))
 
     def test_identity_guidance_equals_no_guidance(self):
@@ -138,7 +140,12 @@ class TestLabelMapSampler(unittest.TestCase):
         _randomize_zero_init(prior)
         y = vocab.class_labels({"preset": ["msk", "breast"], "finding": ["tendon_tear", "benign"]}, fields)
         sampler = LabelMapSampler(
-            DDIMSchedule(clip_sample=True), prior, NUM_CLASSES, (32, 32), ClassifierFreeGuidance(2.0), num_inference_steps=2
+            DDIMSchedule(clip_sample=True),
+            prior,
+            NUM_CLASSES,
+            (32, 32),
+            ClassifierFreeGuidance(2.0),
+            num_inference_steps=2,
         )
         kwargs = dict(conditions={"class_labels": y}, null_conditions={"class_labels": torch.zeros_like(y)})
         out = sampler(generator=torch.Generator().manual_seed(0), **kwargs)

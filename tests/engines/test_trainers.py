@@ -6,7 +6,8 @@ import unittest
 import torch
 from ignite.engine import Events
 from monai.engines import SupervisedTrainer
-from monai.handlers import from_engine
+from ignite.handlers import ProgressBar
+from monai.handlers import StatsHandler, from_engine
 from monai.networks.nets import PatchDiscriminator
 
 from tests.engines.csg_data import NUM_CLASSES, simulated_batch, tiny_autoencoder, tiny_mask_prior, tiny_translator
@@ -102,8 +103,11 @@ class TestLatentScaleFactor(unittest.TestCase):
         value = compute_latent_scale_factor(ae, loader)
         latents = torch.cat([encode_latents(ae, b["image"]) for b in loader])
         self.assertAlmostEqual(value, 1.0 / latents.double().std().item(), places=5)
-        self.assertAlmostEqual(compute_latent_scale_factor(ae, loader, max_batches=1),
-                               1.0 / encode_latents(ae, loader[0]["image"]).double().std().item(), places=5)
+        self.assertAlmostEqual(
+            compute_latent_scale_factor(ae, loader, max_batches=1),
+            1.0 / encode_latents(ae, loader[0]["image"]).double().std().item(),
+            places=5,
+        )
         with self.assertRaisesRegex(ValueError, "empty"):
             compute_latent_scale_factor(ae, [])
 
@@ -116,6 +120,9 @@ class TestLatentScaleFactor(unittest.TestCase):
             ckpt = ResumableCheckpoint(tmp, {"autoencoder": ae, "trainer": trainer}, constants, save_interval=0)
             ckpt.attach(trainer)  # attached first: its final save runs before the handler
             LatentScaleFactorHandler(ae, [BATCH], constants, checkpoint=ckpt).attach(trainer)
+            # the usual bundle handlers read the trainer's output
+            StatsHandler(tag_name="train_loss", output_transform=from_engine(["loss"], first=True)).attach(trainer)
+            ProgressBar(persist=False).attach(trainer, output_transform=from_engine(["recon_loss"], first=True))
             trainer.run()
             stored = load_checkpoint(ckpt.path)
         self.assertAlmostEqual(stored["latent_scale_factor"], compute_latent_scale_factor(ae, [BATCH]), places=6)

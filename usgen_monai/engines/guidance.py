@@ -41,7 +41,7 @@ def combine_guidance(predictions: Sequence[torch.Tensor], scales: Sequence[float
             f"{len(scales)} scales."
         )
     out = predictions[0]
-    for scale, lower, higher in zip(scales, predictions[:-1], predictions[1:]):
+    for scale, lower, higher in zip(scales, predictions[:-1], predictions[1:], strict=True):
         out = out + float(scale) * (higher - lower)
     return out
 

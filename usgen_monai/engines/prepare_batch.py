@@ -43,7 +43,9 @@ def label_to_onehot(label: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``(B, 1, H, W)`` integer label map -> ``(B, num_classes, H, W)`` float one-hot; a ``(B, num_classes, H, W)``
     input with ``num_classes > 1`` is taken as one-hot already."""
     if label.ndim < 3:
-        raise ValueError(f"label must be (B, 1, *spatial) or (B, num_classes, *spatial), got shape {tuple(label.shape)}.")
+        raise ValueError(
+            f"label must be (B, 1, *spatial) or (B, num_classes, *spatial), got shape {tuple(label.shape)}."
+        )
     if label.shape[1] == num_classes and num_classes > 1:
         return label.float()
     if label.shape[1] != 1:
@@ -167,7 +169,9 @@ class TranslatorPrepareBatch(PrepareBatch):
 
         categorical = scalars = None
         if self.vocabulary is not None and self.context_key in batchdata:
-            categorical, scalars = self.vocabulary.encode(batchdata[self.context_key], device=latents.device, batch_size=bsz)
+            categorical, scalars = self.vocabulary.encode(
+                batchdata[self.context_key], device=latents.device, batch_size=bsz
+            )
         context_latents = None
         if self.context_image_key is not None and self.context_image_key in batchdata:
             context_latents = self._latents(_to(batchdata[self.context_image_key], device, non_blocking, **kwargs))

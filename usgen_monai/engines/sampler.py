@@ -15,9 +15,9 @@ Randomness comes only from the ``torch.Generator`` passed to the call (initial n
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -77,7 +77,9 @@ def _concat_sets(sets: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             out[key] = None
             continue
         if any(not isinstance(v, torch.Tensor) for v in values):
-            raise ValueError(f"condition {key!r} must be a tensor in every condition set, got {[type(v) for v in values]}.")
+            raise ValueError(
+                f"condition {key!r} must be a tensor in every condition set, got {[type(v) for v in values]}."
+            )
         shapes = {tuple(v.shape) for v in values}
         if len(shapes) != 1:
             raise ValueError(f"condition {key!r} and its null must have the same shape, got shapes {sorted(shapes)}.")

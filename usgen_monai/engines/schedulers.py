@@ -90,7 +90,9 @@ class DDIMSchedule:
         timestep_spacing: str = "trailing",
     ) -> None:
         if timestep_spacing not in ("trailing", "linspace"):
-            raise ValueError(f"timestep_spacing must be 'trailing' or 'linspace', got timestep_spacing={timestep_spacing!r}.")
+            raise ValueError(
+                f"timestep_spacing must be 'trailing' or 'linspace', got timestep_spacing={timestep_spacing!r}."
+            )
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got eta={eta}.")
         schedule_args = {} if schedule == "cosine" else {"beta_start": beta_start, "beta_end": beta_end}
@@ -230,7 +232,10 @@ class RFlowSchedule:
         return self.scheduler.timesteps
 
     def set_timesteps(
-        self, num_inference_steps: int, device: str | torch.device | None = None, input_img_size_numel: int | None = None
+        self,
+        num_inference_steps: int,
+        device: str | torch.device | None = None,
+        input_img_size_numel: int | None = None,
     ) -> None:
         numel = input_img_size_numel if input_img_size_numel is not None else self._settings["base_img_size_numel"]
         self.scheduler.set_timesteps(num_inference_steps, device=device, input_img_size_numel=numel)

@@ -69,7 +69,7 @@ class DenoiserInferer(Inferer):
 
 
 def kl_divergence(z_mu: torch.Tensor, z_sigma: torch.Tensor) -> torch.Tensor:
-    """KL divergence of ``N(z_mu, z_sigma^2)`` from ``N(0, 1)``, summed over latent elements, averaged over the batch."""
+    """KL divergence of ``N(z_mu, z_sigma^2)`` from ``N(0, 1)``: summed over latent elements, batch-averaged."""
     dims = list(range(1, z_mu.ndim))
     kl = 0.5 * torch.sum(z_mu.pow(2) + z_sigma.pow(2) - torch.log(z_sigma.pow(2) + 1e-12) - 1.0, dim=dims)
     return kl.mean()

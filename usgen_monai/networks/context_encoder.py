@@ -30,7 +30,9 @@ def _present_mask(mask: torch.Tensor | None, batch_size: int, device: torch.devi
         return torch.ones(batch_size, dtype=torch.bool, device=device)
     mask = torch.as_tensor(mask, device=device).reshape(-1).bool()
     if mask.shape[0] != batch_size:
-        raise ValueError(f"{name} must have one entry per sample: expected {batch_size}, got shape {tuple(mask.shape)}.")
+        raise ValueError(
+            f"{name} must have one entry per sample: expected {batch_size}, got shape {tuple(mask.shape)}."
+        )
     return mask
 
 
@@ -61,7 +63,8 @@ class TabularContextEncoder(nn.Module):
             raise ValueError(f"embed_dim must be positive, got embed_dim={embed_dim}.")
         if any(int(s) < 2 for s in categorical_sizes):
             raise ValueError(
-                f"each categorical size must be >= 2 (index 0 is 'unknown'), got categorical_sizes={tuple(categorical_sizes)}."
+                "each categorical size must be >= 2 (index 0 is 'unknown'), "
+                f"got categorical_sizes={tuple(categorical_sizes)}."
             )
         if num_scalars < 0:
             raise ValueError(f"num_scalars must be >= 0, got num_scalars={num_scalars}.")
@@ -81,7 +84,10 @@ class TabularContextEncoder(nn.Module):
         return len(self.categorical_sizes) + (1 if self.num_scalars > 0 else 0)
 
     def forward(
-        self, categorical: torch.Tensor | None = None, scalars: torch.Tensor | None = None, batch_size: int | None = None
+        self,
+        categorical: torch.Tensor | None = None,
+        scalars: torch.Tensor | None = None,
+        batch_size: int | None = None,
     ) -> torch.Tensor:
         """
         Args:
@@ -133,7 +139,9 @@ def _batch_size(batch_size: int | None, *tensors: torch.Tensor | None) -> int:
     for t in tensors:
         if t is not None:
             if batch_size is not None and t.shape[0] != batch_size:
-                raise ValueError(f"inputs disagree on the batch size: batch_size={batch_size}, tensor shape {tuple(t.shape)}.")
+                raise ValueError(
+                    f"inputs disagree on the batch size: batch_size={batch_size}, tensor shape {tuple(t.shape)}."
+                )
             return int(t.shape[0])
     if batch_size is None:
         raise ValueError("batch_size is required when no context input is given.")

@@ -163,7 +163,8 @@ class LatentTranslator(nn.Module):
             return self.null_semantic(x.shape[0], x.shape[2:], device=x.device).to(x.dtype)
         if semantic.shape[0] != x.shape[0] or semantic.shape[1] != self.num_classes:
             raise ValueError(
-                f"semantic must be (B={x.shape[0]}, num_classes={self.num_classes}, ...), got shape {tuple(semantic.shape)}."
+                f"semantic must be (B={x.shape[0]}, num_classes={self.num_classes}, ...), "
+                f"got shape {tuple(semantic.shape)}."
             )
         if self.semantic_scale is not None and tuple(semantic.shape[2:]) != expected:
             raise ValueError(
@@ -301,7 +302,11 @@ class ControlNetTranslator(LatentTranslator):
         self, x: torch.Tensor, timesteps: torch.Tensor, semantic: torch.Tensor, context: torch.Tensor | None
     ) -> torch.Tensor:
         down_res, mid_res = self.controlnet(
-            x=x, timesteps=timesteps, controlnet_cond=semantic, conditioning_scale=self.conditioning_scale, context=context
+            x=x,
+            timesteps=timesteps,
+            controlnet_cond=semantic,
+            conditioning_scale=self.conditioning_scale,
+            context=context,
         )
         return self.unet(
             x=x,
