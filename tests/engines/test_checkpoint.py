@@ -15,10 +15,14 @@ from usgen_monai.engines import (
     ContextVocabulary,
     DDIMSchedule,
     DenoiserInferer,
+    DualGuidance,
+    LatentSampler,
     ResumableCheckpoint,
     RFlowSchedule,
     TranslatorPrepareBatch,
     build_schedule,
+    encode_latents,
+    label_to_onehot,
     load_checkpoint,
     read_checkpoint,
     sampling_constants,
@@ -94,6 +98,47 @@ class TestCheckpointFile(unittest.TestCase):
             path = save_checkpoint(Path(tmp) / "b.pt", {"net": torch.nn.Linear(1, 1)})
             with self.assertRaisesRegex(KeyError, "'translator'"):
                 load_checkpoint(path, {"translator": torch.nn.Linear(1, 1)})
+
+
+class TestSamplingFromCheckpoint(unittest.TestCase):
+    def test_reloaded_checkpoint_reproduces_samples(self):
+        torch.manual_seed(0)
+        translator, ae = tiny_translator("controlnet").eval(), tiny_autoencoder().eval()
+        for p in translator.parameters():  # stand-in for training: no zero-initialised layers
+            if p.abs().sum() == 0:
+                torch.nn.init.normal_(p, std=0.05)
+        vocab = simulator_vocabulary()
+        constants = sampling_constants(0.9, RFlowSchedule(), UNIFIED_CLASSES, vocab, (32, 32), (3, 16, 16))
+
+        def sample(net, autoencoder, consts):
+            vocabulary = ContextVocabulary.from_dict(consts["context_vocabulary"])
+            cat, sca = vocabulary.encode(BATCH["context"])
+            with torch.no_grad():
+                ctx = encode_latents(autoencoder, BATCH["context_image"], consts["latent_scale_factor"])
+                cond = {
+                    "semantic": label_to_onehot(BATCH["label"], len(consts["class_names"])),
+                    "context": net.encode_context(cat, sca, ctx),
+                }
+            sampler = LatentSampler(
+                build_schedule(consts["scheduler"]),
+                net,
+                DualGuidance(2.0, 1.5),
+                decoder=autoencoder,
+                scale_factor=consts["latent_scale_factor"],
+                latent_shape=consts["latent_shape"],
+                num_inference_steps=2,
+            )
+            return sampler(
+                conditions=cond, null_conditions=net.null_conditions(cond), generator=torch.Generator().manual_seed(5)
+            ).images
+
+        expected = sample(translator, ae, constants)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = save_checkpoint(Path(tmp) / "model.pt", {"translator": translator, "autoencoder": ae}, constants)
+            torch.manual_seed(1)
+            translator2, ae2 = tiny_translator("controlnet").eval(), tiny_autoencoder().eval()
+            loaded = load_checkpoint(path, {"translator": translator2, "autoencoder": ae2})
+        torch.testing.assert_close(sample(translator2, ae2, loaded), expected, rtol=0, atol=0)
 
 
 class TestResume(unittest.TestCase):
