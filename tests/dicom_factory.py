@@ -28,40 +28,40 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
+    JPEG2000,
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGLSLossless,
     JPEGLSNearLossless,
     RLELossless,
-    UID,
     generate_uid,
 )
 
 __all__ = [
+    "COMPREHENSIVE_SR_STORAGE",
+    "DEFAULT_REGIONS",
+    "H264_TRANSFER_SYNTAX",
+    "OVERFLOW_REGIONS",
     "PYDICOM_MAJOR",
+    "SECONDARY_CAPTURE_STORAGE",
+    "SOURCE_PATIENT",
     "US_IMAGE_STORAGE",
     "US_MULTIFRAME_IMAGE_STORAGE",
-    "SECONDARY_CAPTURE_STORAGE",
-    "COMPREHENSIVE_SR_STORAGE",
-    "H264_TRANSFER_SYNTAX",
-    "SOURCE_PATIENT",
+    "VARIANTS",
     "Region",
-    "DEFAULT_REGIONS",
-    "OVERFLOW_REGIONS",
     "bmode_frames",
-    "with_doppler",
-    "rgb_to_ybr_full",
+    "build_variant",
+    "linear_window",
     "make_image_dataset",
     "make_sr_dataset",
+    "rgb_to_ybr_full",
     "save_dataset",
+    "with_doppler",
     "write_image",
-    "VARIANTS",
-    "linear_window",
-    "build_variant",
 ]
 
 PYDICOM_MAJOR = int(pydicom.__version__.split(".")[0])
@@ -174,7 +174,7 @@ def bmode_frames(rows: int = 48, cols: int = 64, frames: int = 1, seed: int = 0,
 def with_doppler(grey: np.ndarray) -> np.ndarray:
     """Grey frames ``(F, R, C)`` -> RGB ``(F, R, C, 3)`` with a red/blue colour-flow blob in the middle."""
     rgb = np.repeat(grey[..., None], 3, axis=-1).astype(np.int16)
-    f, r, c = grey.shape
+    _, r, c = grey.shape
     rgb[:, r // 3 : r // 3 + 6, c // 3 : c // 3 + 8] = (200, 30, 30)
     rgb[:, r // 3 + 6 : r // 3 + 10, c // 3 : c // 3 + 8] = (30, 40, 210)
     return rgb.astype(np.uint8)
@@ -358,7 +358,11 @@ def make_sr_dataset() -> Dataset:
     ds.ValueType = "CONTAINER"
     ds.ContinuityOfContent = "SEPARATE"
     concept = Dataset()
-    concept.CodeValue, concept.CodingSchemeDesignator, concept.CodeMeaning = "126000", "DCM", "Imaging Measurement Report"
+    concept.CodeValue, concept.CodingSchemeDesignator, concept.CodeMeaning = (
+        "126000",
+        "DCM",
+        "Imaging Measurement Report",
+    )
     ds.ConceptNameCodeSequence = DicomSequence([concept])
     ds.CompletionFlag, ds.VerificationFlag = "COMPLETE", "UNVERIFIED"
     return ds

@@ -13,6 +13,7 @@ import pytest
 import torch
 from monai.data import list_data_collate
 from monai.transforms import LoadImage, LoadImaged
+from pydicom.dataset import Dataset
 from pydicom.uid import JPEGBaseline8Bit
 
 from tests.dicom_factory import (
@@ -186,8 +187,14 @@ def test_reverse_indexing_false_gives_rows_first(tmp_path):
 
 @pytest.mark.parametrize(
     "frames, expected_indices, frame_axis",
-    [(None, [0, 1, 2, 3, 4], True), (2, [2], False), (-1, [4], False), ([4, 0], [4, 0], True),
-     (range(1, 3), [1, 2], True), (slice(None, None, 2), [0, 2, 4], True)],
+    [
+        (None, [0, 1, 2, 3, 4], True),
+        (2, [2], False),
+        (-1, [4], False),
+        ([4, 0], [4, 0], True),
+        (range(1, 3), [1, 2], True),
+        (slice(None, None, 2), [0, 2, 4], True),
+    ],
 )
 def test_frame_selection(tmp_path, frames, expected_indices, frame_axis):
     grey = bmode_frames(frames=5)
@@ -258,6 +265,21 @@ def test_mono1_and_windowing_options(tmp_path):
     assert arr.max() == 255 * 16  # stored values, not windowed
 
 
+def test_voi_lut_sequence_is_applied(tmp_path):
+    grey = bmode_frames()
+    lut = (4095 - np.arange(256) * 8).astype(np.uint16)  # a decreasing 12-bit lookup table for 8-bit input
+    item = Dataset()
+    item.LUTDescriptor = [256, 0, 12]
+    item.LUTData = lut.tolist()
+    item["LUTData"].VR = "US"
+    path = write_image(tmp_path / "voi.dcm", grey, extra={"VOILUTSequence": pydicom.sequence.Sequence([item])})
+    reader = UltrasoundDicomReader()
+    arr, _ = reader.get_data(reader.read(path))
+    np.testing.assert_array_equal(arr.T, lut[grey[0]])
+    off = UltrasoundDicomReader(apply_voi_lut=False)
+    np.testing.assert_array_equal(off.get_data(off.read(path))[0].T, grey[0])
+
+
 def test_load_imaged_and_list_of_files(tmp_path):
     p1 = write_image(tmp_path / "a.dcm", bmode_frames(seed=1))
     p2 = write_image(tmp_path / "b.dcm", bmode_frames(seed=2))
@@ -300,7 +322,7 @@ def test_force_reads_files_without_preamble(tmp_path):
         ds.is_little_endian, ds.is_implicit_VR = True, False
         ds.preamble = None
         ds.save_as(str(path), write_like_original=True)
-    assert open(path, "rb").read(132)[128:132] != b"DICM"
+    assert path.read_bytes()[128:132] != b"DICM"
     with pytest.raises(UltrasoundDicomError, match=r"raw\.dcm: not a DICOM file"):
         UltrasoundDicomReader().read(path)
     reader = UltrasoundDicomReader(force=True)
@@ -342,8 +364,15 @@ def _bad_files(folder):
 
 @pytest.mark.parametrize(
     "case",
-    ["not_dicom_text", "not_dicom_png", "truncated_pixels", "truncated_header", "no_pixel_data",
-     "structured_report", "unsupported_syntax"],
+    [
+        "not_dicom_text",
+        "not_dicom_png",
+        "truncated_pixels",
+        "truncated_header",
+        "no_pixel_data",
+        "structured_report",
+        "unsupported_syntax",
+    ],
 )
 def test_bad_input_raises_clear_error(case, tmp_path):
     cases, _ = _bad_files(tmp_path)
@@ -406,7 +435,7 @@ def test_load_dicom_folder_reports_skips_and_summarises(tmp_path, caplog):
     assert tuple(result.images[0].shape) == (1, 64, 48, 2) and tuple(result.images[1].shape) == (1, 64, 48)
     assert sorted(p.name for p, _ in result.failures) == sorted(p.name for p, _ in cases.values())
     assert sorted(reported) == sorted(p.name for p, _ in cases.values())
-    reasons = dict((p.name, r) for p, r in result.failures)
+    reasons = {p.name: r for p, r in result.failures}
     assert "structured report" in reasons["report.dcm"] and "no pixel data" in reasons["no_pixels.dcm"]
     text = caplog.text
     assert "skipped" in text and "report.dcm" in text

@@ -19,7 +19,13 @@ from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged
 from PIL import Image
 from pydicom.dataset import Dataset
 
-from tests.dicom_factory import PYDICOM_MAJOR, SOURCE_PATIENT, bmode_frames, build_variant, make_sr_dataset, save_dataset
+from tests.dicom_factory import (
+    PYDICOM_MAJOR,
+    SOURCE_PATIENT,
+    build_variant,
+    make_sr_dataset,
+    save_dataset,
+)
 from usgen_monai.data.dicom_reader import UltrasoundDicomReader
 from usgen_monai.data.dicom_writers import (
     GENERIC_SEGMENT_CODE,
@@ -86,7 +92,10 @@ def test_synthetic_dicom_is_flagged_deidentified_and_carries_provenance(tmp_path
     src_path, src = load_source("mono2_explicit", tmp_path / "src")
     src_ds = pydicom.dcmread(src_path)
     writer = SaveSyntheticDicom(
-        output_dir=tmp_path / "out", model_name="csg-ldm", model_version="1.2.3", seed=42,
+        output_dir=tmp_path / "out",
+        model_name="csg-ldm",
+        model_version="1.2.3",
+        seed=42,
         conditioning={"finding": "tendon_tear", "mask": "case7_mask.png"},
     )
     img = MetaTensor(src / 255.0, meta=src.meta)  # an image that came through a pipeline from a real file
@@ -206,8 +215,12 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"sop_class": "ct"}, "sop_class"), ({"intensity_range": (1, 0)}, "intensity_range"),
-     ({"spacing_mm": (0.1,)}, "spacing_mm"), ({"frame_time_ms": 0}, "frame_time_ms")],
+    [
+        ({"sop_class": "ct"}, "sop_class"),
+        ({"intensity_range": (1, 0)}, "intensity_range"),
+        ({"spacing_mm": (0.1,)}, "spacing_mm"),
+        ({"frame_time_ms": 0}, "frame_time_ms"),
+    ],
 )
 def test_synthetic_writer_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -304,7 +317,8 @@ def test_seg_multiframe_source_without_frame_of_reference(tmp_path, keep_empty):
         content = item.FrameContentSequence[0]
         assert content.TemporalPositionIndex == int(ref.ReferencedFrameNumber)
         assert list(content.DimensionIndexValues) == [
-            int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber), int(ref.ReferencedFrameNumber)
+            int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber),
+            int(ref.ReferencedFrameNumber),
         ]
     pointers = [int(d.DimensionIndexPointer) for d in ds.DimensionIndexSequence]
     assert pointers == [0x0062000B, 0x00209128]  # ReferencedSegmentNumber, TemporalPositionIndex
@@ -321,9 +335,11 @@ def test_seg_all_empty_mask_keeps_its_frames(tmp_path):
     ds, frames = seg_contents(path)
     assert set(frames) == {(1, f) for f in range(1, 5)} and not any(b.any() for b in frames.values())
     single, _ = build_variant("mono2_explicit", tmp_path / "src")
-    ds, frames = seg_contents(SaveDicomSeg(output_dir=tmp_path, label_classes={1: "lesion"}).write(
-        mask_from(np.zeros((1, 48, 64))), source=single
-    ))
+    _, frames = seg_contents(
+        SaveDicomSeg(output_dir=tmp_path, label_classes={1: "lesion"}).write(
+            mask_from(np.zeros((1, 48, 64))), source=single
+        )
+    )
     assert list(frames) == [(1, 1)]
 
 
@@ -342,7 +358,9 @@ def test_seg_label_inputs(tmp_path):
     onehot[0] = 0.5
     onehot[2, 5:10, 5:10] = 0.9
     ds, frames = seg_contents(
-        SaveDicomSeg(output_dir=tmp_path / "b", label_classes=["background", "mass", "cyst"]).write(onehot, source=src_path)
+        SaveDicomSeg(output_dir=tmp_path / "b", label_classes=["background", "mass", "cyst"]).write(
+            onehot, source=src_path
+        )
     )
     assert [s.SegmentLabel for s in ds.SegmentSequence] == ["mass", "cyst"]
     np.testing.assert_array_equal(frames[(2, 1)], labels[0] == 2)
@@ -359,7 +377,9 @@ def test_seg_errors_name_the_problem(tmp_path):
     src_path, _ = build_variant("mono2_explicit", tmp_path / "src")
     multi, _ = build_variant("mono2_multiframe", tmp_path / "src")
     writer = SaveDicomSeg(output_dir=tmp_path, label_classes={1: "lesion"})
-    with pytest.raises(ValueError, match=r"mask is 40 rows x 30 columns but the source .*mono2_explicit\.dcm is 48 x 64"):
+    with pytest.raises(
+        ValueError, match=r"mask is 40 rows x 30 columns but the source .*mono2_explicit\.dcm is 48 x 64"
+    ):
         writer.write(torch.zeros(1, 30, 40), source=src_path)
     with pytest.raises(ValueError, match="mask has 2 frame"):
         writer.write(torch.zeros(1, 64, 48, 2), source=multi)
@@ -400,12 +420,14 @@ def test_prediction_mapped_back_with_invertd_and_written_as_seg(tmp_path):
     src_path, expected = build_variant("ybr_full_422_jpeg_multiframe_overflow", tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pre = Compose([
-            LoadImaged(keys="image", reader=UltrasoundDicomReader(), image_only=True),
-            EnsureChannelFirstd(keys="image"),
-            CropToUltrasoundRegiond(keys="image"),
-            SelectFramesd(keys="image", frames=[0, 2]),
-        ])
+        pre = Compose(
+            [
+                LoadImaged(keys="image", reader=UltrasoundDicomReader(), image_only=True),
+                EnsureChannelFirstd(keys="image"),
+                CropToUltrasoundRegiond(keys="image"),
+                SelectFramesd(keys="image", frames=[0, 2]),
+            ]
+        )
         data = pre({"image": str(src_path)})
     assert tuple(data["image"].shape) == (1, 54, 44, 2)
     data["pred"] = (data["image"] < 60).float()  # "lesion": the dark ellipse
@@ -416,7 +438,7 @@ def test_prediction_mapped_back_with_invertd_and_written_as_seg(tmp_path):
     path = SaveDicomSegd(keys="pred", output_dir=tmp_path / "seg", label_classes={1: "lesion"})(data)["pred"].meta[
         "saved_to"
     ]
-    ds, frames = seg_contents(path)
+    _, frames = seg_contents(path)
     assert set(frames) == {(1, 1), (1, 3)}
     dark = (expected < 60) & (np.arange(64)[None, None, :] >= 10) & (np.arange(48)[None, :, None] >= 4)
     for f in (1, 3):
@@ -439,7 +461,11 @@ def test_save_nifti_and_png_with_predictable_names(tmp_path):
     unnamed = SaveUltrasoundImage(output_dir=tmp_path, output_postfix="image", output_ext="png")
     unnamed(torch.zeros(1, 8, 8, dtype=torch.uint8))
     assert (tmp_path / "sample_000000_image.png").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["case3_image.nii.gz", "case3_mask.png", "sample_000000_image.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "case3_image.nii.gz",
+        "case3_mask.png",
+        "sample_000000_image.png",
+    ]
     with pytest.raises(ValueError, match="output_ext"):
         SaveUltrasoundImage(output_ext=".jpg")
 
@@ -452,9 +478,10 @@ def written(tmp_path_factory):
     """One file of every kind the writers produce."""
     root = tmp_path_factory.mktemp("written")
     out = {}
-    out["synthetic_grey_us"] = SaveSyntheticDicom(output_dir=root, seed=1, conditioning={"finding": "cyst"}).write(
-        torch.rand(1, 64, 48), meta_data={"spacing": [0.1, 0.2], "filename_or_obj": "grey"}
-    )
+    long_name = "a-very-long-generator-name-" * 4  # every LO/SH value must still fit its VR
+    out["synthetic_grey_us"] = SaveSyntheticDicom(
+        output_dir=root, seed=1, conditioning={"finding": "cyst"}, model_name=long_name, model_version="9" * 80
+    ).write(torch.rand(1, 64, 48), meta_data={"spacing": [0.1, 0.2], "filename_or_obj": "grey"})
     out["synthetic_rgb_multiframe"] = SaveSyntheticDicom(output_dir=root, spacing_mm=(0.2, 0.2)).write(
         torch.rand(3, 64, 48, 3), meta_data={"filename_or_obj": "rgb"}
     )
@@ -463,9 +490,10 @@ def written(tmp_path_factory):
     )
     mask = torch.zeros(1, 64, 48)
     mask[0, 10:30, 10:20] = 1
-    out["seg_of_synthetic"] = SaveDicomSeg(output_dir=root, label_classes={1: "lesion"}).write(
-        mask, source=out["synthetic_grey_us"]
-    )
+    with pytest.warns(UserWarning, match="no SNOMED CT code"):
+        out["seg_of_synthetic"] = SaveDicomSeg(
+            output_dir=root, label_classes={1: "lesion " * 20}, algorithm_name=long_name, algorithm_version="9" * 80
+        ).write(mask, source=out["synthetic_grey_us"])
     real, _ = build_variant("mono2_explicit", root / "src")
     out["seg_of_real_single_frame"] = SaveDicomSeg(output_dir=root, label_classes={1: "mass", 2: "cyst"}).write(
         mask * 2, source=real
@@ -478,33 +506,47 @@ def written(tmp_path_factory):
         labels, source=cine
     )
     out["seg_of_cine_keep_empty"] = SaveDicomSeg(
-        output_dir=root, output_postfix="segkeep", label_classes=["background", "tendon", "bone"], keep_empty_frames=True
+        output_dir=root,
+        output_postfix="segkeep",
+        label_classes=["background", "tendon", "bone"],
+        keep_empty_frames=True,
     ).write(labels, source=cine)
     return out
 
 
 KINDS = [
-    "synthetic_grey_us", "synthetic_rgb_multiframe", "synthetic_secondary_capture", "seg_of_synthetic",
-    "seg_of_real_single_frame", "seg_of_cine", "seg_of_cine_keep_empty",
+    "synthetic_grey_us",
+    "synthetic_rgb_multiframe",
+    "synthetic_secondary_capture",
+    "seg_of_synthetic",
+    "seg_of_real_single_frame",
+    "seg_of_cine",
+    "seg_of_cine_keep_empty",
 ]
 
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy not installed (Debian package dicom3tools)")
 @pytest.mark.parametrize("kind", KINDS)
 def test_writer_output_passes_dciodvfy(written, kind):
-    result = subprocess.run(["dciodvfy", "-new", str(written[kind])], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["dciodvfy", "-new", str(written[kind])], capture_output=True, text=True, timeout=60, check=False
+    )
     lines = (result.stdout + result.stderr).splitlines()
     # the one error allowed: Synthetic Data (0008,001C) is newer than dciodvfy's dictionary
-    errors = [line for line in lines if line.startswith("Error") and not re.search(r"\(0008,001c\)", line, re.I)]
+    errors = [
+        line for line in lines if line.startswith("Error") and not re.search(r"\(0008,001c\)", line, re.IGNORECASE)
+    ]
     assert errors == [], "\n".join(lines)
     if kind.startswith("synthetic") or kind == "seg_of_synthetic":
-        assert any(re.search(r"\(0008,001c\)", line, re.I) for line in lines)  # the attribute is really there
+        assert any(re.search(r"\(0008,001c\)", line, re.IGNORECASE) for line in lines)  # the attribute is really there
 
 
 @pytest.mark.skipif(shutil.which("dcmdump") is None, reason="dcmdump not installed (Debian package dcmtk)")
 @pytest.mark.parametrize("kind", KINDS)
 def test_writer_output_is_read_by_dcmdump(written, kind):
-    result = subprocess.run(["dcmdump", "-q", str(written[kind])], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["dcmdump", "-q", str(written[kind])], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert "E:" not in result.stderr, result.stderr
     assert "(0008,0018)" in result.stdout and "(7fe0,0010)" in result.stdout.lower()
@@ -513,17 +555,19 @@ def test_writer_output_is_read_by_dcmdump(written, kind):
 def test_documentation_example_runs(tmp_path, monkeypatch):
     """The code example in docs/ultrasound_dicom.md works as written."""
     doc = Path(__file__).resolve().parents[2] / "docs" / "ultrasound_dicom.md"
-    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.DOTALL)
     assert len(blocks) == 1
     src, _ = build_variant("ybr_full_422_jpeg_multiframe_overflow", tmp_path)
     shutil.copy(src, tmp_path / "cine.dcm")
     monkeypatch.chdir(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        exec(compile(blocks[0], str(doc), "exec"), {"__name__": "doc_example"})
+        exec(compile(blocks[0], str(doc), "exec"), {"__name__": "doc_example"})  # noqa: S102 - the documented code
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["cine_seg.dcm", "sample_000000_synthetic.dcm", "sample_000000_synthetic_seg.dcm"]
     seg = pydicom.dcmread(tmp_path / "out" / "sample_000000_synthetic_seg.dcm")
     image = pydicom.dcmread(tmp_path / "out" / "sample_000000_synthetic.dcm")
-    assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == image.SOPInstanceUID
+    assert (
+        seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == image.SOPInstanceUID
+    )
     assert seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeValue == "52988006"  # tendon tear: lesion

@@ -12,7 +12,8 @@ from monai.transforms import Compose, LoadImage
 
 from tests.dicom_factory import DEFAULT_REGIONS, bmode_frames, write_image
 from usgen_monai.data.dicom_reader import UltrasoundDicomReader
-from usgen_monai.transforms.ultrasound import CropToUltrasoundRegion, UltrasoundMetaKeys as K
+from usgen_monai.transforms.ultrasound import CropToUltrasoundRegion
+from usgen_monai.transforms.ultrasound import UltrasoundMetaKeys as K
 
 
 def region_image(shape=(1, 20, 16, 3), start=(4, 3), end=(15, 12), spacing=(0.5, 0.25)) -> MetaTensor:

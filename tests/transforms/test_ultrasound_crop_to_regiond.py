@@ -7,12 +7,14 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd
 
-from usgen_monai.transforms.ultrasound import CropToUltrasoundRegiond, CropToUltrasoundRegionD
+from usgen_monai.transforms.ultrasound import CropToUltrasoundRegionD, CropToUltrasoundRegiond
 from usgen_monai.transforms.ultrasound import UltrasoundMetaKeys as K
 
 
 def sample():
-    image = MetaTensor(torch.rand(1, 30, 20), meta={K.REGION_ROI_START: np.array([5, 2]), K.REGION_ROI_END: np.array([25, 18])})
+    image = MetaTensor(
+        torch.rand(1, 30, 20), meta={K.REGION_ROI_START: np.array([5, 2]), K.REGION_ROI_END: np.array([25, 18])}
+    )
     label = MetaTensor((torch.rand(1, 30, 20) > 0.5).float())  # e.g. from a PNG: no region metadata
     return {"image": image, "label": label}
 
@@ -33,7 +35,7 @@ def test_invertd_puts_prediction_back_on_the_original_grid():
     out = Invertd(keys="pred", transform=pre, orig_keys="image", nearest_interp=True)(out)
     assert out["pred"].shape == (1, 30, 20)
     expected = np.zeros((1, 30, 20), dtype=np.float32)
-    expected[:, 5:25, 2:18] = (data["image"].numpy()[:, 5:25, 2:18] > 0.5)
+    expected[:, 5:25, 2:18] = data["image"].numpy()[:, 5:25, 2:18] > 0.5
     np.testing.assert_array_equal(out["pred"].numpy(), expected)
 
 

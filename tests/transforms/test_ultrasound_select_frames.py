@@ -7,7 +7,8 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from usgen_monai.transforms.ultrasound import SelectFrames, UltrasoundMetaKeys as K
+from usgen_monai.transforms.ultrasound import SelectFrames
+from usgen_monai.transforms.ultrasound import UltrasoundMetaKeys as K
 
 
 def cine(frames=5):

@@ -7,7 +7,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd
 
-from usgen_monai.transforms.ultrasound import SelectFramesd, SelectFramesD
+from usgen_monai.transforms.ultrasound import SelectFramesD, SelectFramesd
 
 
 def test_image_and_label_and_invertd():

@@ -57,13 +57,13 @@ from usgen_monai.transforms.ultrasound.array import UltrasoundMetaKeys, normaliz
 pydicom, has_pydicom = optional_import("pydicom")
 
 __all__ = [
-    "UltrasoundDicomError",
-    "UltrasoundRegionWarning",
-    "UltrasoundDicomReader",
-    "DicomFolderResult",
-    "load_dicom_folder",
     "DICOM_SUFFIXES",
     "PYDICOM_MAJOR",
+    "DicomFolderResult",
+    "UltrasoundDicomError",
+    "UltrasoundDicomReader",
+    "UltrasoundRegionWarning",
+    "load_dicom_folder",
 ]
 
 PYDICOM_MAJOR = int(pydicom.__version__.split(".")[0]) if has_pydicom else 0
@@ -192,10 +192,7 @@ def _has_dicm_marker(path: str | os.PathLike) -> bool:
 
 
 def _uid_name(uid: str) -> str:
-    try:
-        name = pydicom.uid.UID(uid).name
-    except Exception:  # pragma: no cover - pydicom's UID never raises for a string
-        return uid
+    name = pydicom.uid.UID(str(uid)).name
     return name if name and name != uid else uid
 
 
@@ -502,13 +499,6 @@ def _parse_regions(ds: Any, rows: int, cols: int, name: str, warn: bool) -> list
                 stacklevel=3,
             )
 
-        def _num(key: str, default: float = 0.0) -> float:
-            v = item.get(key, default)
-            try:
-                return float(v)
-            except (TypeError, ValueError):
-                return default
-
         regions.append(
             _Region(
                 index=i,
@@ -517,11 +507,21 @@ def _parse_regions(ds: Any, rows: int, cols: int, name: str, warn: bool) -> list
                 box=box,
                 stored=stored,
                 clipped=clipped,
-                units=(int(item.get("PhysicalUnitsXDirection", 0) or 0), int(item.get("PhysicalUnitsYDirection", 0) or 0)),
-                delta=(_num("PhysicalDeltaX"), _num("PhysicalDeltaY")),
+                units=(
+                    int(item.get("PhysicalUnitsXDirection", 0) or 0),
+                    int(item.get("PhysicalUnitsYDirection", 0) or 0),
+                ),
+                delta=(_number(item, "PhysicalDeltaX"), _number(item, "PhysicalDeltaY")),
             )
         )
     return regions
+
+
+def _number(item: Any, key: str, default: float = 0.0) -> float:
+    try:
+        return float(item.get(key, default))
+    except (TypeError, ValueError):
+        return default
 
 
 def _choose_region(regions: list[_Region]) -> _Region | None:
@@ -760,11 +760,15 @@ class UltrasoundDicomReader(ImageReader):
             affine[i, i] = s
             affine[i, 3] = o * s
         spatial_shape = out.shape[: 3 if frame_axis else 2]
-        region_start = np.array([box[0] - x_off, box[1] - y_off]) if self.reverse_indexing else np.array(
-            [box[1] - y_off, box[0] - x_off]
+        region_start = (
+            np.array([box[0] - x_off, box[1] - y_off])
+            if self.reverse_indexing
+            else np.array([box[1] - y_off, box[0] - x_off])
         )
-        region_end = np.array([box[2] - x_off, box[3] - y_off]) if self.reverse_indexing else np.array(
-            [box[3] - y_off, box[2] - x_off]
+        region_end = (
+            np.array([box[2] - x_off, box[3] - y_off])
+            if self.reverse_indexing
+            else np.array([box[3] - y_off, box[2] - x_off])
         )
         try:
             frame_time = float(ds.get("FrameTime", float("nan")))
@@ -867,7 +871,9 @@ def load_dicom_folder(
     loader = LoadImage(image_only=True, ensure_channel_first=ensure_channel_first, dtype=dtype)
     files: Iterable[Path] = root.rglob(pattern) if recursive else root.glob(pattern)
     result = DicomFolderResult()
-    for path in sorted(p for p in files if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)):
+    for path in sorted(
+        p for p in files if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    ):
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", UltrasoundRegionWarning)

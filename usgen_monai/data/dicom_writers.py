@@ -55,31 +55,31 @@ import usgen_monai
 from usgen_monai.data.dicom_reader import PYDICOM_MAJOR, UltrasoundDicomError, dcmread_file
 
 __all__ = [
-    "SegmentCode",
-    "ULTRASOUND_SEGMENT_CODES",
     "GENERIC_SEGMENT_CODE",
-    "segment_code_for",
-    "ultrasound_name_formatter",
-    "atomic_write",
-    "save_dataset_atomic",
-    "AtomicNibabelWriter",
-    "AtomicPILWriter",
-    "SaveSyntheticDicom",
-    "SaveSyntheticDicomd",
-    "SaveSyntheticDicomD",
-    "SaveSyntheticDicomDict",
-    "SaveDicomSeg",
-    "SaveDicomSegd",
-    "SaveDicomSegD",
-    "SaveDicomSegDict",
-    "SaveUltrasoundImage",
-    "SaveUltrasoundImaged",
-    "SaveUltrasoundImageD",
-    "SaveUltrasoundImageDict",
+    "SECONDARY_CAPTURE_IMAGE_STORAGE",
     "SYNTHETIC_DATA_TAG",
+    "ULTRASOUND_SEGMENT_CODES",
     "US_IMAGE_STORAGE",
     "US_MULTIFRAME_IMAGE_STORAGE",
-    "SECONDARY_CAPTURE_IMAGE_STORAGE",
+    "AtomicNibabelWriter",
+    "AtomicPILWriter",
+    "SaveDicomSeg",
+    "SaveDicomSegD",
+    "SaveDicomSegDict",
+    "SaveDicomSegd",
+    "SaveSyntheticDicom",
+    "SaveSyntheticDicomD",
+    "SaveSyntheticDicomDict",
+    "SaveSyntheticDicomd",
+    "SaveUltrasoundImage",
+    "SaveUltrasoundImageD",
+    "SaveUltrasoundImageDict",
+    "SaveUltrasoundImaged",
+    "SegmentCode",
+    "atomic_write",
+    "save_dataset_atomic",
+    "segment_code_for",
+    "ultrasound_name_formatter",
 ]
 
 SYNTHETIC_DATA_TAG = 0x0008001C  # Synthetic Data, CS; pydicom 2.4's dictionary predates it
@@ -222,7 +222,7 @@ def ultrasound_name_formatter(metadict: Mapping | None, saver: Any) -> dict:
     return {"subject": subject, "idx": idx}
 
 
-class atomic_write:  # noqa: N801 - used as a context manager like open()
+class atomic_write:
     """Context manager: yields a temporary path next to ``path`` (same suffixes) and moves it into place with
     ``os.replace`` on success; on error the temporary file is removed and ``path`` is untouched.
 
@@ -395,7 +395,7 @@ class SaveSyntheticDicom(Transform):
         series_description: must say it is synthetic; "SYNTHETIC" is prepended if missing.
         manufacturer: the General Equipment manufacturer (the software, not a scanner).
         one_series: all images from this writer share one new study and series (instance numbers count up);
-            ``False``: a new study and series per image.
+            ``False``: a new series (and, unless ``study_instance_uid`` is given, a new study) per image.
         study_instance_uid: use this study (e.g. to group with other synthetic output) instead of a new one.
         patient_name: stored as given (default "SYNTHETIC^IMAGE"); never copied from a source.
         patient_id: stored as given (default "SYNTHETIC").
@@ -457,6 +457,7 @@ class SaveSyntheticDicom(Transform):
         self.series_description = series_description[:64]
         self.manufacturer = manufacturer
         self.one_series = one_series
+        self._fixed_study = study_instance_uid is not None
         self.study_instance_uid = study_instance_uid or generate_uid()
         self.series_instance_uid = generate_uid()
         self.patient_name = patient_name
@@ -464,7 +465,9 @@ class SaveSyntheticDicom(Transform):
         self.patient_birth_date = patient_birth_date
         self.patient_sex = patient_sex
         self.study_date = study_date
-        self.intensity_range = None if intensity_range is None else (float(intensity_range[0]), float(intensity_range[1]))
+        self.intensity_range = (
+            None if intensity_range is None else (float(intensity_range[0]), float(intensity_range[1]))
+        )
         self.spacing_mm = None if spacing_mm is None else (float(spacing_mm[0]), float(spacing_mm[1]))
         self.frame_time_ms = float(frame_time_ms)
         self.reverse_indexing = reverse_indexing
@@ -482,7 +485,9 @@ class SaveSyntheticDicom(Transform):
         arr = _frames_rows_cols(_to_numpy(img).astype(np.float64, copy=False), self.channel_dim, self.reverse_indexing)
         channels = arr.shape[-1]
         if channels not in (1, 3):
-            raise ValueError(f"SaveSyntheticDicom writes grey (1 channel) or RGB (3 channels), got {channels} channels.")
+            raise ValueError(
+                f"SaveSyntheticDicom writes grey (1 channel) or RGB (3 channels), got {channels} channels."
+            )
         if not np.isfinite(arr).all():
             raise ValueError("SaveSyntheticDicom: the image contains NaN or infinite values.")
         lo, hi = self.intensity_range or ((0.0, 1.0) if arr.size and arr.max() <= 1.0 else (0.0, 255.0))
@@ -516,7 +521,9 @@ class SaveSyntheticDicom(Transform):
                 cond = extra if cond is None else {"writer": cond, "call": extra}
         today, now = _now()
         if not self.one_series:
-            self.study_instance_uid, self.series_instance_uid = generate_uid(), generate_uid()
+            self.series_instance_uid = generate_uid()
+            if not self._fixed_study:
+                self.study_instance_uid = generate_uid()
         sop_uid = generate_uid()
 
         ds = Dataset()
@@ -540,7 +547,7 @@ class SaveSyntheticDicom(Transform):
         ds.PatientBirthDate = self.patient_birth_date
         ds.PatientSex = self.patient_sex
         ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = "Synthetic image: no patient data; generated by " + f"{self.model_name}"[:40]
+        ds.DeidentificationMethod = f"Synthetic image, no patient data; by {self.model_name}"[:64]
         ds.DeidentificationMethodCodeSequence = DicomSequence(
             [_coded(Code("113100", "DCM", "Basic Application Confidentiality Profile"))]
         )
@@ -603,7 +610,7 @@ class SaveSyntheticDicom(Transform):
             ds.NumberOfFrames = frames
             ds.FrameTime = self.frame_time_ms
             ds.FrameIncrementPointer = pydicom.tag.Tag("FrameTime")
-            ds.CineRate = max(1, int(round(1000.0 / self.frame_time_ms)))
+            ds.CineRate = max(1, round(1000.0 / self.frame_time_ms))
         spacing = self._spacing(meta)
         if self.sop_class == "us":
             if spacing is not None:
@@ -830,7 +837,9 @@ class SaveDicomSeg(Transform):
             return source
         if isinstance(source, (list, tuple)):
             if len(source) != 1:
-                raise ValueError(f"SaveDicomSeg references one source image (single- or multi-frame), got {len(source)}.")
+                raise ValueError(
+                    f"SaveDicomSeg references one source image (single- or multi-frame), got {len(source)}."
+                )
             return SaveDicomSeg._load_source(source[0])
         if isinstance(source, (str, os.PathLike)):
             return dcmread_file(source)
@@ -908,12 +917,14 @@ class SaveDicomSeg(Transform):
                 segmented_property_category=code.category_code(),
                 segmented_property_type=code.type_code(),
                 algorithm_type=self.algorithm_type,
-                algorithm_identification=None
-                if self.algorithm_type == "MANUAL"
-                else hd.AlgorithmIdentificationSequence(
-                    name=self.algorithm_name[:64],
-                    family=Code("123110", "DCM", "Artificial Intelligence"),
-                    version=self.algorithm_version[:64],
+                algorithm_identification=(
+                    None
+                    if self.algorithm_type == "MANUAL"
+                    else hd.AlgorithmIdentificationSequence(
+                        name=self.algorithm_name[:64],
+                        family=Code("123110", "DCM", "Artificial Intelligence"),
+                        version=self.algorithm_version[:64],
+                    )
                 ),
                 anatomic_regions=None if code.region_code() is None else [code.region_code()],
                 tracking_uid=generate_uid(),
@@ -933,7 +944,7 @@ class SaveDicomSeg(Transform):
             manufacturer=self.manufacturer,
             manufacturer_model_name=self.algorithm_name[:64],
             software_versions=self.algorithm_version[:64],
-            device_serial_number="none",
+            device_serial_number=self.algorithm_name[:64],
             series_description=self.series_description,
             content_label="SEGMENTATION",
             content_description=f"{self.algorithm_name} segmentation"[:64],

@@ -21,13 +21,13 @@ from monai.transforms import Crop, InvertibleTransform
 from monai.utils import TraceKeys, TransformBackends, convert_to_tensor
 
 __all__ = [
-    "UltrasoundMetaKeys",
     "LUMA_WEIGHTS",
-    "rgb_to_grey",
-    "normalize_frame_selection",
     "CropToUltrasoundRegion",
-    "UltrasoundToGrey",
     "SelectFrames",
+    "UltrasoundMetaKeys",
+    "UltrasoundToGrey",
+    "normalize_frame_selection",
+    "rgb_to_grey",
 ]
 
 
@@ -167,7 +167,9 @@ class CropToUltrasoundRegion(Crop):
     ) -> None:
         super().__init__(lazy=lazy)
         if (roi_start is None) != (roi_end is None):
-            raise ValueError(f"give both roi_start and roi_end or neither, got roi_start={roi_start}, roi_end={roi_end}.")
+            raise ValueError(
+                f"give both roi_start and roi_end or neither, got roi_start={roi_start}, roi_end={roi_end}."
+            )
         self.roi_start = None if roi_start is None else [int(v) for v in roi_start]
         self.roi_end = None if roi_end is None else [int(v) for v in roi_end]
         margins = [int(margin)] * 2 if isinstance(margin, (int, np.integer)) else [int(m) for m in margin]
@@ -323,7 +325,9 @@ class SelectFrames(InvertibleTransform):
 
     backend = [TransformBackends.TORCH]
 
-    def __init__(self, frames: int | Sequence[int] | slice | range, frame_dim: int = -1, keep_dim: bool = False) -> None:
+    def __init__(
+        self, frames: int | Sequence[int] | slice | range, frame_dim: int = -1, keep_dim: bool = False
+    ) -> None:
         if frame_dim == 0:
             raise ValueError("frame_dim=0 is the channel axis; frames must be a spatial axis (default -1).")
         if isinstance(frames, (bool, str)) or not isinstance(frames, (int, np.integer, Sequence, slice, range)):
@@ -339,7 +343,9 @@ class SelectFrames(InvertibleTransform):
         """
         img_t = convert_to_tensor(img, track_meta=get_track_meta())
         if img_t.ndim < 3:
-            raise ValueError(f"SelectFrames expects a channel-first image with a frame axis, got shape {tuple(img_t.shape)}.")
+            raise ValueError(
+                f"SelectFrames expects a channel-first image with a frame axis, got shape {tuple(img_t.shape)}."
+            )
         dim = self.frame_dim % img_t.ndim
         if dim == 0:
             raise ValueError(f"frame_dim={self.frame_dim} points at the channel axis of shape {tuple(img_t.shape)}.")
@@ -391,4 +397,3 @@ class SelectFrames(InvertibleTransform):
         if info.get("frame_indices") is not None:
             out.meta[UltrasoundMetaKeys.FRAME_INDICES] = np.asarray(info["frame_indices"])
         return out
-

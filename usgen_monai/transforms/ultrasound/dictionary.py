@@ -15,15 +15,15 @@ from monai.transforms import InvertibleTransform, LazyTransform, MapTransform
 from usgen_monai.transforms.ultrasound.array import CropToUltrasoundRegion, SelectFrames, UltrasoundToGrey
 
 __all__ = [
-    "CropToUltrasoundRegiond",
     "CropToUltrasoundRegionD",
     "CropToUltrasoundRegionDict",
-    "UltrasoundToGreyd",
-    "UltrasoundToGreyD",
-    "UltrasoundToGreyDict",
-    "SelectFramesd",
+    "CropToUltrasoundRegiond",
     "SelectFramesD",
     "SelectFramesDict",
+    "SelectFramesd",
+    "UltrasoundToGreyD",
+    "UltrasoundToGreyDict",
+    "UltrasoundToGreyd",
 ]
 
 
