@@ -22,9 +22,11 @@ from pydicom.dataset import Dataset
 from tests.dicom_factory import (
     PYDICOM_MAJOR,
     SOURCE_PATIENT,
+    bmode_frames,
     build_variant,
     make_sr_dataset,
     save_dataset,
+    write_image,
 )
 from usgen_monai.data.dicom_reader import UltrasoundDicomReader
 from usgen_monai.data.dicom_writers import (
@@ -511,7 +513,23 @@ def written(tmp_path_factory):
         label_classes=["background", "tendon", "bone"],
         keep_empty_frames=True,
     ).write(labels, source=cine)
+    for frames in (1, 3):
+        src = write_image(root / "src" / f"for{frames}.dcm", bmode_frames(frames=frames), frame_of_reference=True)
+        out[f"seg_of_{frames}_frame_source_with_frame_of_reference"] = SaveDicomSeg(
+            output_dir=root, label_classes={1: "muscle"}
+        ).write((labels[..., :frames] == 1).float() if frames > 1 else labels[..., 0], source=src)
     return out
+
+
+def test_seg_of_sources_with_a_frame_of_reference_but_no_positions(written):
+    """Ultrasound files often carry a Frame of Reference UID without any plane positions; the SEG still works."""
+    for frames in (1, 3):
+        ds, contents = seg_contents(written[f"seg_of_{frames}_frame_source_with_frame_of_reference"])
+        assert "FrameOfReferenceUID" not in ds and ds.PatientOrientation == ""
+        assert set(contents) == {(1, 1)}
+        expected = np.zeros((48, 64), dtype=bool)
+        expected[10:20, 10:20] = True
+        np.testing.assert_array_equal(contents[(1, 1)], expected)
 
 
 KINDS = [
@@ -522,6 +540,8 @@ KINDS = [
     "seg_of_real_single_frame",
     "seg_of_cine",
     "seg_of_cine_keep_empty",
+    "seg_of_1_frame_source_with_frame_of_reference",
+    "seg_of_3_frame_source_with_frame_of_reference",
 ]
 
 

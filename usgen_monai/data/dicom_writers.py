@@ -842,7 +842,7 @@ class SaveDicomSeg(Transform):
                 )
             return SaveDicomSeg._load_source(source[0])
         if isinstance(source, (str, os.PathLike)):
-            return dcmread_file(source)
+            return dcmread_file(source, stop_before_pixels=True)  # the header is all a SEG needs
         raise ValueError(f"source must be a DICOM file path or a pydicom Dataset, got {type(source).__name__}.")
 
     def _source_from_meta(self, meta: Mapping) -> Any:
@@ -949,7 +949,7 @@ class SaveDicomSeg(Transform):
             content_label="SEGMENTATION",
             content_description=f"{self.algorithm_name} segmentation"[:64],
         )
-        needs_merge = n_src_frames > 1 and not _has_plane_positions(src)
+        needs_merge = n_src_frames > 1 and not _has_geometry(src)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module="highdicom")
             if needs_merge:
@@ -965,7 +965,7 @@ class SaveDicomSeg(Transform):
                 )
         if lossy is not None:
             seg.LossyImageCompression = lossy
-        if "PatientOrientation" not in seg and "FrameOfReferenceUID" not in seg:
+        if "PatientOrientation" not in seg and not _has_geometry(src):
             seg.PatientOrientation = ""  # General Image, type 2C when there is no patient coordinate system
         if str(_get(src, SYNTHETIC_DATA_TAG)).upper() == "YES":
             seg.add_new(SYNTHETIC_DATA_TAG, "CS", "YES")
@@ -978,7 +978,7 @@ class SaveDicomSeg(Transform):
         # highdicom treats multi-frame SOP classes as enhanced images (functional groups, plane positions), so the
         # template is built from a single-frame stand-in whose SOP class is put back in the references afterwards
         proxy, lossy = _highdicom_source(src)
-        for key in ("NumberOfFrames", "FrameIncrementPointer", "FrameOfReferenceUID", "PositionReferenceIndicator"):
+        for key in ("NumberOfFrames", "FrameIncrementPointer"):
             if key in proxy:
                 del proxy[key]
         src_class = UID(src.SOPClassUID)
@@ -1144,6 +1144,15 @@ def _has_plane_positions(ds: Dataset) -> bool:
     return False
 
 
+def _has_geometry(ds: Dataset) -> bool:
+    """Whether the image has patient-space geometry (positions and orientation) that a SEG could reference."""
+    if "FrameOfReferenceUID" not in ds:
+        return False
+    if "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds and "PixelSpacing" in ds:
+        return True
+    return _has_plane_positions(ds)
+
+
 def _without_pixels(ds: Dataset) -> Dataset:
     """A copy of ``ds`` without bulk pixel data (highdicom only needs the header)."""
     out = Dataset()
@@ -1167,6 +1176,12 @@ def _highdicom_source(ds: Dataset) -> tuple[Dataset, str | None]:
     "01"; many ultrasound files omit them, so the flag is taken off the copy and put back on the result.
     """
     out = _without_pixels(ds)
+    if not _has_geometry(ds):
+        # a Frame of Reference without positions (common in ultrasound) gives a SEG nothing to align with, and
+        # highdicom then asks for pixel spacing/positions the file does not have; segment on the pixel grid instead
+        for key in ("FrameOfReferenceUID", "PositionReferenceIndicator"):
+            if key in out:
+                del out[key]
     lossy = str(ds.get("LossyImageCompression", "") or "") or None
     if lossy == "01" and not ("LossyImageCompressionRatio" in ds and "LossyImageCompressionMethod" in ds):
         del out["LossyImageCompression"]
