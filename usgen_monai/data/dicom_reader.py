@@ -63,6 +63,7 @@ __all__ = [
     "UltrasoundDicomError",
     "UltrasoundDicomReader",
     "UltrasoundRegionWarning",
+    "dcmread_file",
     "load_dicom_folder",
 ]
 
