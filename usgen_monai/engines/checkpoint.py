@@ -193,13 +193,19 @@ class ResumableCheckpoint:
 
     Args:
         save_dir: folder of the checkpoint.
-        save_dict: ``{name: obj}`` with ``state_dict``/``load_state_dict`` (include the trainer to resume its counters).
+        save_dict: ``{name: obj}`` with ``state_dict``/``load_state_dict``.
         constants: mutable dict of plain values saved with every checkpoint (see :py:func:`sampling_constants`).
         filename: name of the rolling checkpoint.
         save_interval: epochs (or iterations) between saves; 0 saves only at the end.
         epoch_level: count ``save_interval`` in epochs (True) or iterations (False).
         resume: resume from ``save_dir/filename`` when it exists.
-        final_filename: extra file written on completion, or ``None``.
+        final_filename: extra file written on completion (a name inside ``save_dir``, or an absolute path, e.g. the
+            bundle's ``models/model.pt``), or ``None``.
+        final_objects: names from ``save_dict`` kept in the final file (e.g. only the network, not optimizers and
+            counters, for shipped weights); ``None`` keeps them all.
+        engine_key: the engine this handler is attached to is saved under this name too (its state holds epoch and
+            iteration, which resuming restores); a bundle config cannot list the trainer in ``save_dict`` itself,
+            since the trainer's handlers hold this handler (a circular reference). ``None`` to skip.
     """
 
     def __init__(
@@ -212,6 +218,8 @@ class ResumableCheckpoint:
         epoch_level: bool = True,
         resume: bool = True,
         final_filename: str | None = None,
+        final_objects: Sequence[str] | None = None,
+        engine_key: str | None = "trainer",
     ) -> None:
         if not save_dict:
             raise ValueError("ResumableCheckpoint needs a non-empty save_dict.")
@@ -225,6 +233,11 @@ class ResumableCheckpoint:
         self.epoch_level = epoch_level
         self.resume = resume
         self.final_filename = final_filename
+        unknown = [k for k in final_objects or () if k not in self.save_dict]
+        if unknown:
+            raise ValueError(f"final_objects {unknown} are not in save_dict {sorted(self.save_dict)}.")
+        self.final_objects = tuple(final_objects) if final_objects is not None else None
+        self.engine_key = engine_key
         self.logger = logging.getLogger(__name__)
 
     @property
@@ -234,6 +247,8 @@ class ResumableCheckpoint:
     def attach(self, engine: Any) -> None:
         from ignite.engine import Events
 
+        if self.engine_key is not None:
+            self.save_dict.setdefault(self.engine_key, engine)
         if self.resume:
             engine.add_event_handler(Events.STARTED, self.load)
         if self.save_interval > 0:
@@ -271,4 +286,6 @@ class ResumableCheckpoint:
     def complete(self, engine: Any) -> None:
         self.save(engine)
         if self.final_filename:
-            save_checkpoint(self.save_dir / self.final_filename, self.save_dict, self.constants)
+            keep = self.save_dict if self.final_objects is None else {k: self.save_dict[k] for k in self.final_objects}
+            path = save_checkpoint(self.save_dir / self.final_filename, keep, self.constants)
+            self.logger.info(f"final weights written to {path}")

@@ -320,7 +320,8 @@ class LatentScaleFactorHandler:
         self.constants[self.key] = value
         self.logger.info(f"latent scale factor: {value:.6f}")
         if self.checkpoint is not None:
-            self.checkpoint.save(engine)
+            # rewrite the rolling and the final files: the checkpoint's own completion may have run already
+            self.checkpoint.complete(engine)
 
 
 def perceptual_loss_from_weights(

@@ -31,3 +31,27 @@ def test_works_with_monai_transforms_and_dataloader():
 def test_bad_findings_rejected():
     with pytest.raises(ValueError, match="findings"):
         SimulatedUltrasoundDataset("fetal_head", findings=["malignant"])
+
+
+def test_context_image_shares_the_acquisition_and_context_is_flat():
+    fields = ("preset", "finding", "probe", "depth_mm", "frequency_mhz", "gain_db", "dynamic_range_db")
+    ds = SimulatedUltrasoundDataset("breast", num_samples=2, size=48, with_context_image=True, context_fields=fields)
+    item = ds[1]
+    assert tuple(item["context"]) == fields
+    assert item["context_image"].shape == (1, 48, 48)
+    assert not np.array_equal(item["context_image"], item["image"])
+    batch = next(iter(DataLoader(ds, batch_size=2)))
+    assert batch["context_image"].shape == (2, 1, 48, 48) and len(batch["context"]["gain_db"]) == 2
+    with pytest.raises(ValueError, match="not simulator context fields"):
+        SimulatedUltrasoundDataset("breast", num_samples=1, size=32, context_fields=["colour"])[0]
+
+
+def test_sample_with_given_acquisition_reproduces_the_look():
+    from usgen_monai.data.simulator import UltrasoundSimulator
+
+    sim = UltrasoundSimulator("msk", 64)
+    a = sim.sample(seed=1)
+    b = sim.sample(seed=2, acquisition=a.acquisition)
+    for key in ("depth_mm", "frequency_mhz", "gain_db", "dynamic_range_db"):
+        assert a.context[key] == b.context[key]
+    assert not np.array_equal(a.label, b.label)

@@ -29,6 +29,11 @@ class SimulatedUltrasoundDataset(Dataset):
         difficulty: simulator difficulty.
         findings: findings to cycle through (item ``i`` gets ``findings[i % len(findings)]``); None draws per seed.
         unified_labels: express ``label_map`` in :data:`UNIFIED_CLASSES` values (one label space for all presets).
+        context_fields: keep only these context fields (flat values that MONAI's collate can batch), e.g. the
+            fields of a context vocabulary; None keeps the whole context.
+        with_context_image: add ``"context_image"``: an image of other anatomy (another seed, same preset and
+            finding) taken with the same scanner settings, i.e. one that looks alike: the appearance context a
+            context-conditioned generator learns to transfer.
         transform: MONAI transform applied to each item.
     """
 
@@ -41,6 +46,8 @@ class SimulatedUltrasoundDataset(Dataset):
         difficulty: float = 1.0,
         findings: Sequence[str] | None = None,
         unified_labels: bool = False,
+        context_fields: Sequence[str] | None = None,
+        with_context_image: bool = False,
         transform: Callable | None = None,
     ):
         if num_samples < 0:
@@ -57,6 +64,8 @@ class SimulatedUltrasoundDataset(Dataset):
         self.num_samples = int(num_samples)
         self.seed = int(seed)
         self.unified_labels = unified_labels
+        self.context_fields = tuple(context_fields) if context_fields is not None else None
+        self.with_context_image = with_context_image
         super().__init__(data=range(self.num_samples), transform=transform)
 
     def __len__(self) -> int:
@@ -64,12 +73,24 @@ class SimulatedUltrasoundDataset(Dataset):
 
     def _transform(self, index: int):
         finding = None if self.findings is None else self.findings[index % len(self.findings)]
-        s = self.simulator.sample(seed=sample_seed(self.seed, index), finding=finding)
+        seed = sample_seed(self.seed, index)
+        s = self.simulator.sample(seed=seed, finding=finding)
         label_map = self.simulator.to_unified(s.label) if self.unified_labels else s.label
+        context = s.context
+        if self.context_fields is not None:
+            missing = [f for f in self.context_fields if f not in context]
+            if missing:
+                raise ValueError(f"context_fields {missing} are not simulator context fields: {sorted(context)}.")
+            context = {f: context[f] for f in self.context_fields}
         item = {
             "image": s.image[None],
             "label": s.mask[None],
             "label_map": np.asarray(label_map)[None],
-            "context": s.context,
+            "context": context,
         }
+        if self.with_context_image:
+            other = self.simulator.sample(
+                seed=sample_seed(seed, 1), finding=s.context["finding"], acquisition=s.acquisition
+            )
+            item["context_image"] = other.image[None]
         return apply_transform(self.transform, item) if self.transform is not None else item

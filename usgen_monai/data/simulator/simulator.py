@@ -47,6 +47,7 @@ class UltrasoundSample:
         mask: (H, W) uint8 binary segmentation target (the preset's target classes).
         context: JSON-serialisable record of what produced the image (preset, finding, acquisition, seed, geometry).
         fan_mask: (H, W) bool field of view.
+        acquisition: the scanner settings used (pass them to ``sample`` to image other anatomy the same way).
     """
 
     image: np.ndarray
@@ -54,6 +55,7 @@ class UltrasoundSample:
     mask: np.ndarray
     context: dict
     fan_mask: np.ndarray
+    acquisition: Acquisition | None = None
 
 
 class UltrasoundSimulator:
@@ -188,6 +190,7 @@ class UltrasoundSimulator:
         seed: int,
         finding: str | None = None,
         controls: FindingControls | None = None,
+        acquisition: Acquisition | None = None,
         **control_kwargs,
     ) -> UltrasoundSample:
         """Simulate one image.
@@ -197,18 +200,20 @@ class UltrasoundSimulator:
             finding: one of ``self.findings``; ``None`` draws one from the seed.
             controls: a :class:`FindingControls`; or pass its fields as keyword arguments
                 (``size_mm``, ``position``, ``count``, ``irregularity``).
+            acquisition: scanner settings to use instead of drawing them from the seed (e.g. another sample's
+                ``acquisition``, for an image of different anatomy that looks alike: a style-matched context image).
         """
         if control_kwargs:
             if controls is not None:
                 raise ValueError("pass either controls or its fields as keyword arguments, not both.")
             controls = FindingControls(**control_kwargs)
-        phantom, acquisition, finding = self.generate_label_map(seed, finding, controls)
+        phantom, acquisition, finding = self.generate_label_map(seed, finding, controls, acquisition)
         rng = np.random.default_rng([seed, 1])
         image = self.render(phantom, acquisition, rng)
         fan = ScanConverter(acquisition.geometry, self.size).fan_mask
         label = np.where(fan, phantom.label, 0).astype(np.uint8)
         context = self.context(acquisition, finding, seed, phantom.geometry)
-        return UltrasoundSample(image, label, self._target_lut[label], context, fan)
+        return UltrasoundSample(image, label, self._target_lut[label], context, fan, acquisition)
 
     def context(self, acquisition: Acquisition, finding: str, seed: int, geometry: dict) -> dict:
         """JSON-serialisable record of what a user controls in an acquisition."""
