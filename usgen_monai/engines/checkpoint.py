@@ -181,6 +181,12 @@ def sampling_constants(
     return _plain(constants, "constants")
 
 
+def _is_main_process() -> bool:
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
+        torch.distributed.get_rank() == 0
+    )
+
+
 class ResumableCheckpoint:
     """Ignite handler: keep one up-to-date checkpoint file and resume from it.
 
@@ -280,12 +286,15 @@ class ResumableCheckpoint:
         self.logger.info(f"resumed from {self.path} at epoch {engine.state.epoch}, iteration {engine.state.iteration}")
 
     def save(self, engine: Any | None = None) -> Path:
-        """Write the rolling checkpoint now."""
+        """Write the rolling checkpoint now (only on rank 0 of a distributed run: every rank holds the same
+        weights, and one writer avoids racing renames)."""
+        if not _is_main_process():
+            return self.path
         return save_checkpoint(self.path, self.save_dict, self.constants)
 
     def complete(self, engine: Any) -> None:
         self.save(engine)
-        if self.final_filename:
+        if self.final_filename and _is_main_process():
             keep = self.save_dict if self.final_objects is None else {k: self.save_dict[k] for k in self.final_objects}
             path = save_checkpoint(self.save_dir / self.final_filename, keep, self.constants)
             self.logger.info(f"final weights written to {path}")

@@ -1,0 +1,150 @@
+"""Each CSG training config runs end to end on a tiny configuration, writes weights that carry their sampling
+constants, resumes from its last checkpoint, and trains under torchrun with two CPU processes (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import ConfigParser
+from monai.bundle import run as bundle_run
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "bundles" / "csg" / "configs"
+
+TINY_AUTOENCODER_DEF = {
+    "image_size": [64, 64],
+    "autoencoder_def#channels": [8, 8, 8],
+    "autoencoder_def#norm_num_groups": 8,
+}
+TINY_AE = {**TINY_AUTOENCODER_DEF, "discriminator_def#channels": 8, "discriminator_def#num_layers_d": 2}
+TINY_DIFFUSION = {
+    **TINY_AUTOENCODER_DEF,
+    "latent_shape": [3, 16, 16],
+    "translator_def#channels": [16, 16, 16],
+    "translator_def#norm_num_groups": 8,
+    "translator_def#conditioning_embedding_num_channels": [8, 8, 16],
+    "context_encoder_def#embed_dim": 16,
+    "context_encoder_def#image_hidden_channels": 8,
+}
+TINY_PRIOR = {
+    "image_size": [64, 64],
+    "label_size": [32, 32],
+    "mask_prior_def#channels": [16, 16, 16],
+    "mask_prior_def#norm_num_groups": 8,
+}
+SMALL_RUN = {"num_samples_per_preset": 2, "batch_size": 2, "max_epochs": 1}
+
+
+def _config(name: str) -> dict:
+    return json.loads((CONFIGS / name).read_text())
+
+
+def _train(name: str, tmp: Path, **overrides):
+    bundle_run(
+        config_file=str(CONFIGS / name),
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=str(CONFIGS / "logging.conf"),
+        output_dir=str(tmp / "runs" / name),
+        ckpt_dir=str(tmp / "models"),
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_autoencoder(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("csg")
+    _train("train_autoencoder.json", tmp, adversarial_start_iteration=1, **TINY_AE, **SMALL_RUN)
+    return tmp
+
+
+def test_autoencoder_config_writes_weights_with_the_latent_scale_factor(trained_autoencoder):
+    data = torch.load(trained_autoencoder / "models" / "autoencoder.pt", weights_only=True)
+    assert set(data["state_dicts"]) == {"autoencoder"}  # shipped file: the network only
+    assert data["constants"]["latent_scale_factor"] > 0
+    assert data["constants"]["image_size"] == [64, 64]
+    rolling = torch.load(trained_autoencoder / "runs" / "train_autoencoder.json" / "checkpoint.pt", weights_only=True)
+    assert {"autoencoder", "discriminator", "optimizer", "d_optimizer", "trainer"} <= set(rolling["state_dicts"])
+    assert rolling["state_dicts"]["trainer"]["iteration"] == 3  # 3 presets x 2 samples / batch 2
+
+
+def test_diffusion_config_trains_and_resumes(trained_autoencoder):
+    tmp = trained_autoencoder
+    _train("train_diffusion.json", tmp, **TINY_DIFFUSION, **SMALL_RUN)
+    model = torch.load(tmp / "models" / "model.pt", weights_only=True)
+    assert set(model["state_dicts"]) == {"translator"}
+    constants = model["constants"]
+    assert constants["scheduler"]["name"] == "ddim" and constants["latent_shape"] == [3, 16, 16]
+    assert len(constants["class_names"]) == 19 and constants["latent_scale_factor"] > 0
+    assert "preset" in constants["context_vocabulary"]["categorical"]
+    # a restart with another seed resumes instead of starting afresh: nothing left to train, same weights
+    _train("train_diffusion.json", tmp, **TINY_DIFFUSION, **SMALL_RUN, seed=123)
+    again = torch.load(tmp / "models" / "model.pt", weights_only=True)["state_dicts"]["translator"]
+    assert all(torch.equal(again[k], v) for k, v in model["state_dicts"]["translator"].items())
+    # a second run with more epochs resumes from the rolling checkpoint and continues the count
+    _train("train_diffusion.json", tmp, **TINY_DIFFUSION, **{**SMALL_RUN, "max_epochs": 2})
+    rolling = torch.load(tmp / "runs" / "train_diffusion.json" / "checkpoint.pt", weights_only=True)
+    assert rolling["state_dicts"]["trainer"]["max_epochs"] == 2
+    assert rolling["state_dicts"]["trainer"]["iteration"] == 6
+
+
+def test_mask_prior_config(tmp_path):
+    _train("train_mask_prior.json", tmp_path, **TINY_PRIOR, **SMALL_RUN)
+    prior = torch.load(tmp_path / "models" / "mask_prior.pt", weights_only=True)
+    assert set(prior["state_dicts"]) == {"mask_prior"}
+    assert prior["constants"]["image_size"] == [32, 32]
+    assert prior["constants"]["condition_fields"] == ["preset", "finding"]
+
+
+def test_user_dataset_dir_is_rejected_with_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeError) as err:
+        _train("train_autoencoder.json", tmp_path, dataset_dir=str(tmp_path), **TINY_AE, **SMALL_RUN)
+    assert "built-in simulator only" in repr(err.value.__cause__) or "built-in simulator only" in str(err.value)
+
+
+def test_network_definitions_agree_across_configs():
+    configs = {name: _config(name) for name in ("train_autoencoder.json", "train_diffusion.json")}
+    assert configs["train_autoencoder.json"]["autoencoder_def"] == configs["train_diffusion.json"]["autoencoder_def"]
+    inference = CONFIGS / "inference.json"
+    if inference.exists():  # the inference config must load the weights these configs write
+        inf = json.loads(inference.read_text())
+        for key, source in (("autoencoder_def", "train_autoencoder.json"), ("translator_def", "train_diffusion.json"),
+                            ("context_encoder_def", "train_diffusion.json")):
+            assert inf[key] == configs.get(source, _config(source))[key], key
+        assert inf["mask_prior_def"] == _config("train_mask_prior.json")["mask_prior_def"]
+
+
+def test_every_target_is_public_and_resolvable():
+    for name in ("train_autoencoder.json", "train_diffusion.json", "train_mask_prior.json"):
+        parser = ConfigParser(_config(name))
+        for item_id in ("network_def", "train#trainer"):
+            target = parser.get(f"{item_id}#_target_") if isinstance(parser.get(item_id), dict) else None
+            if target:
+                assert not target.split(".")[-1].startswith("_")
+
+
+def test_multi_gpu_config_with_two_cpu_processes(trained_autoencoder, tmp_path):
+    overrides = {**TINY_DIFFUSION, **SMALL_RUN, "output_dir": str(tmp_path / "runs"), "ckpt_dir": str(tmp_path)}
+    (tmp_path / "autoencoder.pt").write_bytes((trained_autoencoder / "models" / "autoencoder.pt").read_bytes())
+    args = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        "-m", "monai.bundle", "run",
+        "--config_file", f"['{CONFIGS / 'train_diffusion.json'}','{CONFIGS / 'multi_gpu_train.json'}']",
+        "--meta_file", str(CONFIGS / "metadata.json"),
+    ]
+    for key, value in overrides.items():
+        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    model = torch.load(tmp_path / "model.pt", weights_only=True)
+    # DDP wrapped the network, but the checkpoint holds the plain module's keys
+    assert not any(k.startswith("module.") for k in model["state_dicts"]["translator"])
+    rolling = torch.load(tmp_path / "runs" / "checkpoint.pt", weights_only=True)
+    # 6 samples split over 2 ranks, batch 2: 2 iterations per rank
+    assert rolling["state_dicts"]["trainer"]["iteration"] == 2
