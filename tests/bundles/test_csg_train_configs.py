@@ -148,3 +148,12 @@ def test_multi_gpu_config_with_two_cpu_processes(trained_autoencoder, tmp_path):
     rolling = torch.load(tmp_path / "runs" / "checkpoint.pt", weights_only=True)
     # 6 samples split over 2 ranks, batch 2: 2 iterations per rank
     assert rolling["state_dicts"]["trainer"]["iteration"] == 2
+
+
+def test_segmenter_config(tmp_path):
+    # the independent segmenter that mask consistency (evaluate.json) is measured with
+    _train("train_segmenter.json", tmp_path, image_size=[64, 64], **{"segmenter_def#channels": [8, 8, 8, 8]},
+           **SMALL_RUN)
+    seg = torch.load(tmp_path / "models" / "segmenter.pt", weights_only=True)
+    assert set(seg["state_dicts"]) == {"segmenter"}
+    assert seg["constants"]["image_size"] == [64, 64]
