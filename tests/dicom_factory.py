@@ -199,19 +199,26 @@ def _ybr_full_422_bytes(ybr: np.ndarray) -> bytes:
     return np.stack([y[..., 0], y[..., 1], cb, cr], axis=-1).tobytes()
 
 
-def _base_dataset(sop_class: UID, transfer_syntax: UID, patient: dict | None, modality: str) -> Dataset:
+def _uid(uid_seed: str | None, what: str) -> UID:
+    """A random UID, or a reproducible one derived from ``uid_seed`` (so a file's bytes are the same every run)."""
+    return generate_uid() if uid_seed is None else generate_uid(entropy_srcs=[uid_seed, what])
+
+
+def _base_dataset(
+    sop_class: UID, transfer_syntax: UID, patient: dict | None, modality: str, uid_seed: str | None = None
+) -> Dataset:
     ds = Dataset()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.MediaStorageSOPInstanceUID = _uid(uid_seed, "sop")
     meta.TransferSyntaxUID = transfer_syntax
     meta.ImplementationClassUID = UID("1.2.826.0.1.3680043.8.498.1")
     ds.file_meta = meta
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
+    ds.StudyInstanceUID = _uid(uid_seed, "study")
+    ds.SeriesInstanceUID = _uid(uid_seed, "series")
     ds.Modality = modality
     ds.Manufacturer = "Factory Scanner Inc"
     ds.SeriesNumber = 1
@@ -232,6 +239,7 @@ def make_image_dataset(
     patient: dict | None = None,
     frame_of_reference: bool = False,
     extra: dict | None = None,
+    uid_seed: str | None = None,
 ) -> Dataset:
     """Wrap ``pixels`` in an image data set and encode it.
 
@@ -248,6 +256,7 @@ def make_image_dataset(
         patient: patient/study attributes to embed, defaults to ``SOURCE_PATIENT``.
         frame_of_reference: add a FrameOfReferenceUID.
         extra: more attributes to set (keyword -> value).
+        uid_seed: derive the UIDs from this string (reproducible files) instead of random ones.
     """
     pixels = np.asarray(pixels)
     if pixels.ndim == 2:
@@ -269,11 +278,11 @@ def make_image_dataset(
         "h264": H264_TRANSFER_SYNTAX,
     }[transfer_syntax]
     modality = "OT" if sop_class == SECONDARY_CAPTURE_STORAGE else "US"
-    ds = _base_dataset(sop_class, ts, patient, modality)
+    ds = _base_dataset(sop_class, ts, patient, modality, uid_seed)
     if sop_class == SECONDARY_CAPTURE_STORAGE:
         ds.ConversionType = "WSD"
     if frame_of_reference:
-        ds.FrameOfReferenceUID = generate_uid()
+        ds.FrameOfReferenceUID = _uid(uid_seed, "frame_of_reference")
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.Rows, ds.Columns = int(pixels.shape[1]), int(pixels.shape[2])
     ds.SamplesPerPixel = 3 if color else 1
@@ -461,7 +470,9 @@ def linear_window(x: np.ndarray, center: float, width: float, y_min: float, y_ma
 
 
 def build_variant(name: str, folder: str | Path, seed: int = 0) -> tuple[Path, np.ndarray]:
-    """Write variant ``name`` into ``folder``; return its path and the expected grey pixels ``(F, R, C)`` float."""
+    """Write variant ``name`` into ``folder``; return its path and the expected grey pixels ``(F, R, C)`` float.
+
+    The file is the same, byte for byte, on every call (UIDs derived from ``name`` and ``seed``)."""
     v = VARIANTS[name]
     regions = v.kwargs.get("regions", DEFAULT_REGIONS)
     grey = bmode_frames(frames=v.frames, seed=seed, region=regions[0] if regions else None)
@@ -498,5 +509,5 @@ def build_variant(name: str, folder: str | Path, seed: int = 0) -> tuple[Path, n
         expected = linear_window(pixels.astype(np.float64), 2000, 2000, 0.0, 4095.0)
     else:
         raise ValueError(f"unknown pixel kind {v.pixels!r}")
-    path = write_image(Path(folder) / f"{name}.dcm", pixels, **kwargs)
+    path = write_image(Path(folder) / f"{name}.dcm", pixels, uid_seed=f"{name}-{seed}", **kwargs)
     return path, expected

@@ -245,19 +245,21 @@ def dcmread_file(path: str | os.PathLike, force: bool = False, **kwargs) -> Any:
         raise UltrasoundDicomError(path, f"cannot parse the DICOM data set ({type(e).__name__}: {e})") from None
     if force and len(ds) == 0 and not getattr(ds, "file_meta", None):
         raise _NotDicomError(path, "not a DICOM file (no data elements could be parsed)")
-    if not isinstance(getattr(ds, "filename", None), str):
-        ds.filename = os.fspath(path)  # pydicom 2.4 leaves a buffer here for some deflated files
-    truncated = _truncation(ds, p)
-    if truncated:
-        raise UltrasoundDicomError(path, f"truncated file: {truncated}")
     try:
+        truncated = _truncation(ds, p)  # before conversion: it needs the raw elements
+        if truncated:
+            raise UltrasoundDicomError(path, f"truncated file: {truncated}")
         # pydicom converts values lazily; do it now so that malformed elements are reported here, by name
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for _ in ds.iterall():
                 pass
+    except UltrasoundDicomError:
+        raise
     except Exception as e:  # noqa: BLE001 - unknown VRs, bad lengths, undecodable values, ...
         raise UltrasoundDicomError(path, f"malformed data element ({type(e).__name__}: {e})") from None
+    if not isinstance(getattr(ds, "filename", None), str):
+        object.__setattr__(ds, "filename", os.fspath(path))  # pydicom 2.4 leaves a buffer here for deflated files
     return ds
 
 
