@@ -443,3 +443,19 @@ def test_load_dicom_folder_reports_skips_and_summarises(tmp_path, caplog):
     assert second.exists()
     with pytest.raises(ValueError, match="is not a folder"):
         load_dicom_folder(good)
+
+
+def test_mixed_png_and_dicom_pipeline(tmp_path):
+    """Bundles list PILReader and this reader: DICOM files go to this reader, PNG files fall through to PIL."""
+    from PIL import Image
+
+    grey = bmode_frames()
+    dcm = write_image(tmp_path / "a.dcm", grey)
+    png = tmp_path / "b.png"
+    Image.fromarray(grey[0]).save(png)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        load = LoadImaged(keys="image", reader=["PILReader", "usgen_monai.data.UltrasoundDicomReader"], image_only=True)
+        a, b = load({"image": dcm})["image"], load({"image": png})["image"]
+    np.testing.assert_array_equal(a.numpy(), b.numpy())  # same pixels, same axis order
+    assert a.meta["SOPInstanceUID"] and "SOPInstanceUID" not in b.meta
