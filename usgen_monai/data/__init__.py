@@ -1,85 +1,63 @@
-"""data"""
+"""Data: readers and writers (images, DICOM, data-set layouts), datasets, context selection and the simulator.
 
-# dataset readers and layout writers (issue 2, items 4-5)
-from usgen_monai.data.datasets import (
-    DatasetLayoutError,
-    detect_layout,
-    load_busi_datalist,
-    load_dataset,
-    load_folder_pair_datalist,
-    load_hc18_datalist,
-    load_json_datalist,
-    load_transforms,
-    split_dataset,
-)
-from usgen_monai.data.layouts import LAYOUTS, SimulationSummary, simulate_dataset
+Names are imported on first use, so ``import usgen_monai.data.simulator`` (pure numpy) does not pay for MONAI,
+torch and pydicom; ``from usgen_monai.data import UltrasoundDicomReader`` and bundle ``_target_`` strings work as
+usual.
+"""
 
-__all__ = [
-    *globals().get("__all__", ()),
-    "DatasetLayoutError",
-    "LAYOUTS",
-    "SimulationSummary",
-    "detect_layout",
-    "load_busi_datalist",
-    "load_dataset",
-    "load_folder_pair_datalist",
-    "load_hc18_datalist",
-    "load_json_datalist",
-    "load_transforms",
-    "simulate_dataset",
-    "split_dataset",
-]
+from __future__ import annotations
 
-# ultrasound DICOM reading and writing (issue 3)
-from usgen_monai.data.dicom_reader import (
-    DicomFolderResult,
-    UltrasoundDicomError,
-    UltrasoundDicomReader,
-    UltrasoundRegionWarning,
-    load_dicom_folder,
-)
-from usgen_monai.data.dicom_writers import (
-    GENERIC_SEGMENT_CODE,
-    ULTRASOUND_SEGMENT_CODES,
-    SaveDicomSeg,
-    SaveDicomSegD,
-    SaveDicomSegd,
-    SaveDicomSegDict,
-    SaveSyntheticDicom,
-    SaveSyntheticDicomD,
-    SaveSyntheticDicomd,
-    SaveSyntheticDicomDict,
-    SaveUltrasoundImage,
-    SaveUltrasoundImageD,
-    SaveUltrasoundImaged,
-    SaveUltrasoundImageDict,
-    SegmentCode,
-    segment_code_for,
-    ultrasound_name_formatter,
-)
+import importlib
 
-__all__ = [
-    *globals().get("__all__", ()),
-    "DicomFolderResult",
-    "UltrasoundDicomError",
-    "UltrasoundDicomReader",
-    "UltrasoundRegionWarning",
-    "load_dicom_folder",
-    "GENERIC_SEGMENT_CODE",
-    "ULTRASOUND_SEGMENT_CODES",
-    "SaveDicomSeg",
-    "SaveDicomSegD",
-    "SaveDicomSegd",
-    "SaveDicomSegDict",
-    "SaveSyntheticDicom",
-    "SaveSyntheticDicomD",
-    "SaveSyntheticDicomd",
-    "SaveSyntheticDicomDict",
-    "SaveUltrasoundImage",
-    "SaveUltrasoundImageD",
-    "SaveUltrasoundImaged",
-    "SaveUltrasoundImageDict",
-    "SegmentCode",
-    "segment_code_for",
-    "ultrasound_name_formatter",
-]
+_EXPORTS = {
+    "ContextBank": "usgen_monai.data.context_bank",
+    "DatasetLayoutError": "usgen_monai.data.datasets",
+    "detect_layout": "usgen_monai.data.datasets",
+    "load_busi_datalist": "usgen_monai.data.datasets",
+    "load_dataset": "usgen_monai.data.datasets",
+    "load_folder_pair_datalist": "usgen_monai.data.datasets",
+    "load_hc18_datalist": "usgen_monai.data.datasets",
+    "load_json_datalist": "usgen_monai.data.datasets",
+    "load_transforms": "usgen_monai.data.datasets",
+    "split_dataset": "usgen_monai.data.datasets",
+    "DicomFolderResult": "usgen_monai.data.dicom_reader",
+    "UltrasoundDicomError": "usgen_monai.data.dicom_reader",
+    "UltrasoundDicomReader": "usgen_monai.data.dicom_reader",
+    "UltrasoundRegionWarning": "usgen_monai.data.dicom_reader",
+    "load_dicom_folder": "usgen_monai.data.dicom_reader",
+    "GENERIC_SEGMENT_CODE": "usgen_monai.data.dicom_writers",
+    "SaveDicomSeg": "usgen_monai.data.dicom_writers",
+    "SaveDicomSegD": "usgen_monai.data.dicom_writers",
+    "SaveDicomSegDict": "usgen_monai.data.dicom_writers",
+    "SaveDicomSegd": "usgen_monai.data.dicom_writers",
+    "SaveSyntheticDicom": "usgen_monai.data.dicom_writers",
+    "SaveSyntheticDicomD": "usgen_monai.data.dicom_writers",
+    "SaveSyntheticDicomDict": "usgen_monai.data.dicom_writers",
+    "SaveSyntheticDicomd": "usgen_monai.data.dicom_writers",
+    "SaveUltrasoundImage": "usgen_monai.data.dicom_writers",
+    "SaveUltrasoundImageD": "usgen_monai.data.dicom_writers",
+    "SaveUltrasoundImageDict": "usgen_monai.data.dicom_writers",
+    "SaveUltrasoundImaged": "usgen_monai.data.dicom_writers",
+    "SegmentCode": "usgen_monai.data.dicom_writers",
+    "ULTRASOUND_SEGMENT_CODES": "usgen_monai.data.dicom_writers",
+    "segment_code_for": "usgen_monai.data.dicom_writers",
+    "ultrasound_name_formatter": "usgen_monai.data.dicom_writers",
+    "generator_training_dataset": "usgen_monai.data.generator_data",
+    "LAYOUTS": "usgen_monai.data.layouts",
+    "SimulationSummary": "usgen_monai.data.layouts",
+    "simulate_dataset": "usgen_monai.data.layouts",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
