@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-__all__ = ["overlay_mask_outline", "image_grid", "save_png"]
+from usgen_monai.utils import atomic_write
+
+__all__ = ["image_grid", "overlay_mask_outline", "save_png"]
 
 
 def overlay_mask_outline(image: np.ndarray, mask: np.ndarray, color=(255, 64, 64)) -> np.ndarray:
@@ -43,14 +42,6 @@ def image_grid(tiles: list[list[np.ndarray]], row_titles: list[str] | None = Non
 
 def save_png(array: np.ndarray, path: str) -> str:
     """Write a PNG atomically (a temporary file in the same folder, then a rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

@@ -31,7 +31,6 @@ import datetime
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 import usgen_monai
 from usgen_monai.data.dicom_reader import PYDICOM_MAJOR, UltrasoundDicomError, dcmread_file
+from usgen_monai.utils import atomic_write
 
 __all__ = [
     "GENERIC_SEGMENT_CODE",
@@ -220,38 +220,6 @@ def ultrasound_name_formatter(metadict: Mapping | None, saver: Any) -> dict:
         subject = f"{getattr(saver, 'name_prefix', 'sample_')}{int(index):06d}"
     idx = metadict.get(ImageMetaKey.PATCH_INDEX)
     return {"subject": subject, "idx": idx}
-
-
-class atomic_write:
-    """Context manager: yields a temporary path next to ``path`` (same suffixes) and moves it into place with
-    ``os.replace`` on success; on error the temporary file is removed and ``path`` is untouched.
-
-    Example::
-
-        with atomic_write("out/img.png") as tmp:
-            Image.fromarray(a).save(tmp)
-    """
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        suffix = "".join(self.path.suffixes) or ".tmp"
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=f".part{suffix}", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            try:
-                self.tmp.unlink()
-            except FileNotFoundError:
-                pass
-        return False
 
 
 def save_dataset_atomic(ds: Dataset, path: str | os.PathLike) -> Path:

@@ -40,7 +40,6 @@ import json
 import math
 import os
 import time
-import uuid
 import warnings
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -54,6 +53,7 @@ from PIL import Image
 from scipy import ndimage
 
 from usgen_monai.data.simulator.simulator import sample_seed
+from usgen_monai.utils import atomic_write
 
 __all__ = [
     "LAYOUTS",
@@ -93,22 +93,10 @@ class _Sample(Protocol):
 # atomic file writing
 
 
-def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
 def _write_atomic(path: str | os.PathLike, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path)
-    try:
-        with open(tmp, "xb") as f:  # "x": never clobber; honours the umask, unlike tempfile's 0600
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_write(path) as tmp, open(tmp, "xb") as f:
+        write(f)
+    return Path(path)
 
 
 def write_png_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:

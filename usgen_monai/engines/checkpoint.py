@@ -26,13 +26,15 @@ from typing import Any
 
 import torch
 
+from usgen_monai.utils import atomic_write
+
 __all__ = [
     "CHECKPOINT_FORMAT",
-    "save_checkpoint",
+    "ResumableCheckpoint",
     "load_checkpoint",
     "read_checkpoint",
     "sampling_constants",
-    "ResumableCheckpoint",
+    "save_checkpoint",
 ]
 
 CHECKPOINT_FORMAT = "usgen-monai-checkpoint"
@@ -86,16 +88,8 @@ def save_checkpoint(
         "state_dicts": {str(k): _state_dict(v, k) for k, v in objects.items()},
         "constants": _plain(dict(constants or {}), "constants"),
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(path, fsync=True) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
