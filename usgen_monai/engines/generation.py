@@ -774,8 +774,10 @@ class ContextImage:
 
 def _read_context_image(path: Path, size: tuple[int, int]) -> torch.Tensor:
     """A grey image in ``[0, 1]`` of ``size``: uint8 divided by 255, floats in ``[0, 1]`` as they are, anything else
-    scaled from its minimum and maximum; colour converted by ITU-R BT.601 luma; resized bilinearly (anti-aliased)."""
+    scaled from its minimum and maximum; colour converted by ITU-R BT.601 luma; resized by area averaging when
+    shrinking, bilinearly otherwise."""
     from monai.transforms import Resize
+    from monai.utils import convert_to_tensor
 
     arr = _load_2d(path)
     if arr.dtype == np.uint8:
@@ -789,8 +791,9 @@ def _read_context_image(path: Path, size: tuple[int, int]) -> torch.Tensor:
             img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
     t = torch.as_tensor(img)[None]
     if tuple(t.shape[1:]) != size:
-        t = Resize(spatial_size=size, mode="bilinear", anti_aliasing=True)(t)
-        t = torch.as_tensor(t).clamp(0.0, 1.0)
+        shrink = all(new <= old for new, old in zip(size, t.shape[1:]))
+        t = convert_to_tensor(Resize(spatial_size=size, mode="area" if shrink else "bilinear")(t), track_meta=False)
+        t = t.clamp(0.0, 1.0)
     return t.float().contiguous()
 
 
