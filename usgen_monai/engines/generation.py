@@ -69,6 +69,7 @@ from usgen_monai.engines.guidance import ClassifierFreeGuidance, DualGuidance
 from usgen_monai.engines.prepare_batch import encode_latents, label_to_onehot
 from usgen_monai.engines.sampler import LabelMapSampler, LatentSampler
 from usgen_monai.engines.schedulers import NoiseSchedule, build_schedule
+from usgen_monai.utils import atomic_write
 
 __all__ = [
     "BINARY_MASK_CLASSES",
@@ -1034,8 +1035,6 @@ class PairWriter:
     def _write_png(self, path: Path, array: np.ndarray, provenance: Mapping[str, Any]) -> None:
         from PIL import Image, PngImagePlugin
 
-        from usgen_monai.data.dicom_writers import atomic_write
-
         info = PngImagePlugin.PngInfo()
         for key, value in self._text(provenance).items():
             info.add_itxt(key, value)
@@ -1046,8 +1045,6 @@ class PairWriter:
         self, path: Path, array: np.ndarray, spacing: tuple[float, float] | None, provenance: Mapping[str, Any]
     ) -> None:
         import nibabel as nib
-
-        from usgen_monai.data.dicom_writers import atomic_write
 
         row, col = spacing if spacing is not None else (1.0, 1.0)
         img = nib.Nifti1Image(np.ascontiguousarray(array.T), np.diag([col, row, 1.0, 1.0]))

@@ -1,0 +1,217 @@
+"""The CSG inference config: its networks are the training configs' networks, every ``_target_`` is a documented
+callable, and ``monai.bundle run`` writes the pairs and the datalist for each mask source, context source and output
+format, in-process, on tiny networks with 2 sampling steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import pydoc
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import torch
+from monai.bundle import ConfigParser
+from monai.bundle import run as bundle_run
+from PIL import Image
+
+from usgen_monai.data.datasets import load_json_datalist
+from usgen_monai.data.simulator import UNIFIED_CLASSES
+from usgen_monai.engines import DDIMSchedule, sampling_constants, save_checkpoint, simulator_vocabulary
+from usgen_monai.engines.generation import file_sha256
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "bundles" / "csg" / "configs"
+INFERENCE = CONFIGS / "inference.json"
+
+# 32x32 images, a 2-level autoencoder (16x16 latents), a 16x16 mask prior
+TINY = {
+    "latent_shape": [3, 16, 16],
+    "autoencoder_def#channels": [8, 16],
+    "autoencoder_def#attention_levels": [False, False],
+    "autoencoder_def#norm_num_groups": 8,
+    "context_encoder_def#embed_dim": 16,
+    "context_encoder_def#image_hidden_channels": 8,
+    "translator_def#channels": [8, 16],
+    "translator_def#attention_levels": [False, True],
+    "translator_def#num_head_channels": 8,
+    "translator_def#norm_num_groups": 8,
+    "translator_def#conditioning_embedding_num_channels": [8, 16],
+    "mask_prior_def#channels": [16, 16],
+    "mask_prior_def#attention_levels": [False, False],
+    "mask_prior_def#norm_num_groups": 8,
+}
+SMALL_RUN = {"num_samples": 2, "num_inference_steps": 2, "few_step_steps": 2, "bank_size": 3, "progress": False}
+
+
+def _config(name: str) -> dict:
+    return json.loads((CONFIGS / name).read_text())
+
+
+def test_network_defs_are_the_training_configs():
+    inference = _config("inference.json")
+    diffusion, prior, autoencoder = (_config(f"train_{n}.json") for n in ("diffusion", "mask_prior", "autoencoder"))
+    for key in ("context_encoder_def", "translator_def", "autoencoder_def", "latent_shape", "class_names",
+                "num_classes", "context_vocabulary"):  # fmt: skip
+        assert inference[key] == diffusion[key], key
+    for key in ("mask_prior_def", "condition_fields", "class_names", "num_classes", "context_vocabulary"):
+        assert inference[key] == prior[key], key
+    assert inference["autoencoder_def"] == autoencoder["autoencoder_def"]
+    assert inference["network_def"] == "@translator_def"
+
+
+def _targets(node):
+    if isinstance(node, dict):
+        if "_target_" in node:
+            yield node["_target_"]
+        for value in node.values():
+            yield from _targets(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _targets(value)
+
+
+def test_every_target_is_a_documented_public_callable():
+    targets = sorted(set(_targets(_config("inference.json"))))
+    assert "usgen_monai.engines.generation.PairGenerator" in targets
+    for target in targets:
+        obj = pydoc.locate(target)
+        assert callable(obj), target
+        assert not any(part.startswith("_") for part in target.split(".")), target
+        assert (obj.__doc__ or "").strip(), f"{target} has no docstring"
+        assert target.startswith(("usgen_monai.", "monai.")), target
+        if target.startswith("usgen_monai."):
+            module, name = target.rsplit(".", 1)
+            assert name in pydoc.locate(module).__all__, f"{target} is not in its module's __all__"
+
+
+def test_ids_follow_the_model_zoo_order():
+    keys = list(_config("inference.json"))
+    order = ["bundle_root", "output_dir", "dataset_dir", "device", "network_def", "network", "inferer",
+             "postprocessing", "evaluator", "checkpointloader", "initialize", "run"]  # fmt: skip
+    assert [k for k in keys if k in order] == order
+    assert keys[-2:] == ["initialize", "run"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    """Random tiny weights built from the inference config's own network definitions (with the TINY overrides)."""
+    d = tmp_path_factory.mktemp("models")
+    parser = ConfigParser()
+    parser.read_config(str(INFERENCE))
+    parser.update(TINY)
+    vocab = simulator_vocabulary()
+    torch.manual_seed(0)
+    save_checkpoint(
+        d / "autoencoder.pt",
+        {"autoencoder": parser.get_parsed_content("autoencoder_def")},
+        {"latent_scale_factor": 0.9, "image_size": [32, 32]},
+    )
+    save_checkpoint(
+        d / "model.pt",
+        {"translator": parser.get_parsed_content("translator_def")},
+        sampling_constants(
+            0.9, DDIMSchedule(prediction_type="v_prediction"), UNIFIED_CLASSES, vocab, [32, 32], [3, 16, 16],
+            semantic_mode="controlnet",
+        ),  # fmt: skip
+    )
+    save_checkpoint(
+        d / "mask_prior.pt",
+        {"mask_prior": parser.get_parsed_content("mask_prior_def")},
+        sampling_constants(
+            scheduler=DDIMSchedule(prediction_type="v_prediction", clip_sample=True),
+            class_names=UNIFIED_CLASSES,
+            context_vocabulary=vocab,
+            image_size=[16, 16],
+            condition_fields=["preset", "finding"],
+        ),
+    )
+    return d
+
+
+def _run(models: Path, out: Path, **overrides) -> list[dict]:
+    bundle_run(
+        config_file=str(INFERENCE),
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=False,
+        bundle_root=str(REPO / "bundles" / "csg"),
+        ckpt_dir=str(models),
+        output_dir=str(out),
+        **TINY,
+        **{**SMALL_RUN, **overrides},
+    )
+    assert json.loads((out / "dataset.json").read_text())["synthetic"] is True
+    return load_json_datalist(out / "datalist.json")
+
+
+def test_default_run_writes_pairs_and_datalist(models, tmp_path):
+    items = _run(models, tmp_path / "out")
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(
+        ["datalist.json", "dataset.json"] + [f"sample_{i:06d}_{k}.png" for i in range(2) for k in ("image", "label")]
+    )
+    record = items[0]["provenance"]
+    assert record["bundle_version"] == _config("metadata.json")["version"]
+    assert record["checkpoints"] == {name: file_sha256(models / name) for name in ("model.pt", "autoencoder.pt",
+                                                                                    "mask_prior.pt")}  # fmt: skip
+    assert record["mask_source"]["type"] == "prior" and record["context_image"]["type"] == "bank"
+    assert record["guidance"]["semantic_scale"] == 2.0 and record["guidance"]["context_scale"] == 1.5
+    assert (record["sampler"]["name"], record["sampler"]["num_inference_steps"], record["seed"]) == ("ddim", 2, 0)
+    assert [item["context"]["preset"] for item in items] == ["breast", "fetal_head"]  # presets cycle
+
+
+def test_overrides_reach_the_pairs(models, tmp_path):
+    items = _run(
+        models,
+        tmp_path / "out",
+        preset="msk",
+        finding="tendon_tear",
+        mask_source="procedural",
+        output_format="dicom",
+        semantic_guidance=3.0,
+        context_guidance=1.25,
+        gain_db=6,
+        finding_count=1,
+        sampler="few_step",
+        seed=5,
+    )
+    for item in items:
+        assert (item["context"]["preset"], item["context"]["finding"], item["context"]["gain_db"]) == (
+            "msk",
+            "tendon_tear",
+            6,
+        )
+        record = item["provenance"]
+        assert record["guidance"]["semantic_scale"] == 3.0 and record["guidance"]["context_scale"] == 1.25
+        assert record["mask_source"]["controls"] == {"count": 1} and record["seed"] == 5
+        assert record["sampler"]["name"] == "few_step"
+        assert pydicom.dcmread(item["image"])[0x0008, 0x001C].value == "YES"
+        assert pydicom.dcmread(item["label_seg"]).Modality == "SEG"
+
+
+def test_user_masks_and_context_image(models, tmp_path):
+    first = _run(models, tmp_path / "first", mask_source="procedural", preset="breast")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for item in first:
+        os.link(item["label"], masks / Path(item["label"]).name)
+    (masks / "README.txt").write_text("my masks")
+    items = _run(
+        models,
+        tmp_path / "out",
+        masks=str(masks),
+        context_image=first[0]["image"],
+        output_format="nifti",
+        num_samples=2,
+    )
+    manifest = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    assert [Path(s["file"]).name for s in manifest["skipped_masks"]] == ["README.txt"]
+    for item, source in zip(items, first):
+        assert Path(item["label"]).name.endswith("_label.nii.gz")
+        with Image.open(source["label"]) as im:
+            expected = np.asarray(im)
+        np.testing.assert_array_equal(np.asarray(nib.load(item["label"]).dataobj).T, expected)  # the user's mask
+        assert item["provenance"]["context_image"]["path"] == str(Path(first[0]["image"]).resolve())
+        assert item["provenance"]["mask_source"]["type"] == "files"
