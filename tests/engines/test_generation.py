@@ -531,6 +531,8 @@ def test_generator_checks_its_parts(ckpt, tmp_path):
         _generator(ckpt, overrides={"preset": "msk"})
     with pytest.raises(ValueError, match="unknown value 'phased' for context field 'probe'"):
         _generator(ckpt, overrides={"probe": "phased"})
+    with pytest.raises(ValueError, match="gain_db must be a number, got gain_db='6 dB'"):
+        _generator(ckpt, overrides={"gain_db": "6 dB"})
     autoencoder, translator, constants, ae_constants = _networks(ckpt)
     sampler = LatentSampler(DDIMSchedule(), translator, DualGuidance(), decoder=autoencoder, scale_factor=SCALE,
                             latent_shape=(3, 16, 16), num_inference_steps=2)  # fmt: skip

@@ -1329,6 +1329,10 @@ class PairGenerator:
         unknown = sorted(set(overrides) - set(_OVERRIDE_FIELDS))
         if unknown:
             raise ValueError(f"context_overrides {unknown} are not overridable; fields are {list(_OVERRIDE_FIELDS)}.")
+        for name in _APPEARANCE_FIELDS + ("depth_mm",):
+            value = overrides.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"context override {name} must be a number, got {name}={value!r}.")
         self.vocabulary.encode([overrides])  # unknown categorical values raise here, naming the field
         self.context_overrides = overrides
         self.checkpoint_paths = {str(k): Path(v) for k, v in (checkpoints or {}).items()}
