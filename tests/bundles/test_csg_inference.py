@@ -114,9 +114,14 @@ def models(tmp_path_factory) -> Path:
         d / "model.pt",
         {"translator": parser.get_parsed_content("translator_def")},
         sampling_constants(
-            0.9, DDIMSchedule(prediction_type="v_prediction"), UNIFIED_CLASSES, vocab, [32, 32], [3, 16, 16],
+            latent_scale_factor=0.9,
+            scheduler=DDIMSchedule(prediction_type="v_prediction"),
+            class_names=UNIFIED_CLASSES,
+            context_vocabulary=vocab,
+            image_size=[32, 32],
+            latent_shape=[3, 16, 16],
             semantic_mode="controlnet",
-        ),  # fmt: skip
+        ),
     )
     save_checkpoint(
         d / "mask_prior.pt",
@@ -160,6 +165,17 @@ def test_default_run_writes_pairs_and_datalist(models, tmp_path):
     assert record["guidance"]["semantic_scale"] == 2.0 and record["guidance"]["context_scale"] == 1.5
     assert (record["sampler"]["name"], record["sampler"]["num_inference_steps"], record["seed"]) == ("ddim", 2, 0)
     assert [item["context"]["preset"] for item in items] == ["breast", "fetal_head"]  # presets cycle
+
+    # regeneration through the config, as the module docstring of usgen_monai.engines.generation shows
+    parser = ConfigParser()
+    parser.read_config(str(INFERENCE))
+    parser.update({**TINY, "bundle_root": str(REPO / "bundles" / "csg"), "ckpt_dir": str(models),
+                   "mask_source": record["mask_source"]["type"], "num_inference_steps": 50})  # fmt: skip
+    pair = parser.get_parsed_content("evaluator").regenerate(items[1])
+    with Image.open(items[1]["image"]) as im:
+        np.testing.assert_array_equal(np.asarray(im), np.round(pair.image.double().numpy() * 255).astype(np.uint8))
+    with Image.open(items[1]["label"]) as im:
+        np.testing.assert_array_equal(np.asarray(im), pair.label.numpy())
 
 
 def test_overrides_reach_the_pairs(models, tmp_path):

@@ -182,7 +182,7 @@ def _msk_label(seed: int = 3, size=SIZE, finding: str = "tendon_tear") -> np.nda
 def test_sampling_steps_and_schedules():
     assert sampling_steps("ddim", 50, 8) == 50
     assert sampling_steps("few_step", 50, 4) == 4
-    for bad in (dict(sampler="euler"), dict(sampler="few_step", few_step_steps=0)):
+    for bad in ({"sampler": "euler"}, {"sampler": "few_step", "few_step_steps": 0}):
         with pytest.raises(ValueError, match="sampler|few_step_steps"):
             sampling_steps(**bad)
     linspace = DDIMSchedule(timestep_spacing="linspace").config()

@@ -23,14 +23,23 @@ and one-sample batches keep a pair independent of what else was generated with i
 
 Tabular context of a pair, field by field (the first source that has a value wins):
 
-* ``preset``, ``finding``: the overrides, then the mask source (never the context image, whose own finding is
-  unrelated to the mask);
+* ``preset``, ``finding``: the mask source (which follows the run's ``preset`` and ``finding``), never the context
+  image, whose own finding is unrelated to the mask;
 * ``probe``, ``depth_mm`` (geometry, which the label map depends on): the overrides, the mask source, the context
   image's record;
 * ``frequency_mhz``, ``gain_db``, ``dynamic_range_db`` (appearance): the overrides, the context image's record, the
   mask source.
 
 A field that no source knows is passed to the translator as unknown (its null embedding), which training taught it.
+
+Regenerating a pair of a bundle run (build the generator with the run's mask source and context source)::
+
+    item = json.load(open("OUT/datalist.json"))["training"][5]
+    parser = ConfigParser()
+    parser.read_config("bundles/csg/configs/inference.json")
+    parser.update({"mask_source": item["provenance"]["mask_source"]["type"]})  # + "masks" / "context_image" if used
+    generator = parser.get_parsed_content("evaluator")
+    pair = generator.regenerate(item)  # pair.image, pair.label: bit for bit the files of item 5
 """
 
 from __future__ import annotations
@@ -914,8 +923,10 @@ class BankContextSource:
 
 
 class FileContextSource:
-    """One context image for every sample, from a file (PNG, JPEG, NIfTI or DICOM; see :py:func:`_read_context_image`
-    for how intensities are brought to ``[0, 1]``). The image carries no tabular record.
+    """One context image for every sample, from a file (PNG, JPEG, NIfTI or DICOM), read with MONAI's ``LoadImage``
+    in grey (colour by ITU-R BT.601 luma): 8-bit values are divided by 255, floats already in ``[0, 1]`` are kept,
+    anything else is scaled from its minimum and maximum; it is resized to ``image_size`` by area averaging (shrinking)
+    or bilinearly. The image carries no tabular record.
 
     Args:
         path: the image file.
