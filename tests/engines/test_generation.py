@@ -442,6 +442,10 @@ def test_regeneration_is_bit_exact_and_uses_the_record(ckpt, tmp_path):
     image = torch.as_tensor(np.asarray(stored.dataobj).T)
     label = torch.as_tensor(np.asarray(nib.load(items[1]["label"]).dataobj).T.astype(np.int64))
 
+    masks = FileMaskSource(out, SIZE, preset="breast")  # NIfTI label maps read back as written
+    assert [m.path.name for m in masks.masks] == ["sample_000000_label.nii.gz", "sample_000001_label.nii.gz"]
+    assert torch.equal(masks.draw(masks.plan(1, seed=0)).label, label)
+
     fresh = _generator(ckpt, mask="prior")
     pair = fresh.regenerate(items[1]["provenance"])
     assert pair.image.dtype == image.dtype == torch.float32
