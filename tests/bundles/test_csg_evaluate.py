@@ -1,0 +1,51 @@
+"""evaluate.json (an overlay on inference.json) computes every metric of issue 4 on tiny networks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from monai.bundle import ConfigParser
+from monai.bundle import run as bundle_run
+
+from tests.bundles.test_csg_inference import CONFIGS, INFERENCE, REPO, TINY, models  # noqa: F401 (fixture)
+from usgen_monai.engines import save_checkpoint
+
+EVALUATE = CONFIGS / "evaluate.json"
+
+
+def test_evaluate_overlay_writes_all_metrics(models, tmp_path):  # noqa: F811
+    parser = ConfigParser()
+    parser.read_config([str(INFERENCE), str(EVALUATE)])
+    parser.update({**TINY, "segmenter_def#channels": [4, 4, 4, 4]})
+    save_checkpoint(models / "segmenter.pt", {"segmenter": parser.get_parsed_content("segmenter_def")},
+                    {"image_size": [32, 32]})
+    out = tmp_path / "eval"
+    bundle_run(
+        config_file=[str(INFERENCE), str(EVALUATE)],
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=False,
+        bundle_root=str(REPO / "bundles" / "csg"),
+        ckpt_dir=str(models),
+        output_dir=str(tmp_path / "unused"),
+        evaluation_dir=str(out),
+        num_real=4,
+        num_generated=3,
+        num_diversity_masks=2,
+        samples_per_mask=2,
+        num_inference_steps=2,
+        bank_size=3,
+        progress=False,
+        evaluation_presets=["breast", "msk"],
+        **{**TINY, "segmenter_def#channels": [4, 4, 4, 4]},
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["presets"]) == {"breast", "msk"}
+    for preset in ("breast", "msk"):
+        m = metrics["presets"][preset]
+        assert {"dice_generated", "dice_real", "ratio"} <= set(m["mask_consistency"])
+        assert 0 <= m["ms_ssim_within_mask"] <= 1 and 0 <= m["ms_ssim_across_masks"] <= 1
+        assert {"mean_a", "mean_b", "effect_size"} <= set(m["gain_effect"])
+        assert m["speckle_statistics"], "no class in common between generated and real images"
+    assert metrics["frechet_distance_segmenter_features"] >= 0
+    assert (out / "real_vs_generated.png").stat().st_size > 0

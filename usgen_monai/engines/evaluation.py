@@ -1,0 +1,216 @@
+"""Evaluation of the CSG generator against (simulated) real images: mask consistency, realism, diversity and
+controllability, as issue 4 defines them. The metric formulas are the pure functions of :py:mod:`usgen_monai.metrics`;
+this module runs the generator and the segmenter to feed them."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from usgen_monai.data.simulator import PRESET_TARGETS, UNIFIED_CLASSES, UltrasoundSimulator, sample_seed
+from usgen_monai.metrics import (
+    compare_speckle_statistics,
+    context_effect,
+    extract_features,
+    frechet_distance,
+    mask_consistency,
+    pairwise_ms_ssim,
+    segmentation_dice,
+)
+from usgen_monai.utils import atomic_write
+
+__all__ = ["GeneratorEvaluation", "downsampling_features", "unified_target"]
+
+logger = logging.getLogger(__name__)
+
+
+def unified_target(label_maps: torch.Tensor, presets: Sequence[str]) -> torch.Tensor:
+    """(N, 1, H, W) unified label maps -> binary targets of each sample's preset (lesion, head, tendon)."""
+    out = torch.zeros_like(label_maps, dtype=torch.float32)
+    for i, preset in enumerate(presets):
+        ids = torch.tensor([UNIFIED_CLASSES.index(c) for c in PRESET_TARGETS[preset]], device=label_maps.device)
+        out[i] = torch.isin(label_maps[i], ids).float()
+    return out
+
+
+class downsampling_features:
+    """Feature function for the Fréchet distance: global-average-pooled activations of every strided (downsampling)
+    convolution of a network, concatenated (a multi-scale texture and layout descriptor of a segmenter trained here).
+    """
+
+    def __init__(self, network: nn.Module) -> None:
+        self.network = network
+        self.layers = [m for m in network.modules() if isinstance(m, nn.Conv2d) and max(m.stride) > 1]
+        if not self.layers:
+            raise ValueError(f"{type(network).__name__} has no strided convolution to take features from.")
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        feats: list[torch.Tensor] = []
+        hooks = [m.register_forward_hook(lambda _m, _i, o: feats.append(o.mean((2, 3)))) for m in self.layers]
+        try:
+            self.network(images)
+        finally:
+            for h in hooks:
+                h.remove()
+        return torch.cat(feats, dim=1)
+
+
+class GeneratorEvaluation:
+    """Runs the metrics of a :py:class:`~usgen_monai.engines.generation.PairGenerator` and writes them as JSON.
+
+    Real images are simulated (the simulator is this project's stand-in for real data), with seeds that training
+    never used.
+
+    Args:
+        generator: the pair generator (its mask source provides the conditioning masks).
+        segmenter: binary segmenter trained on real images (logits, one channel), e.g. the bundle's ``segmenter.pt``.
+        presets: presets evaluated.
+        num_real: real images per preset.
+        num_generated: generated pairs per preset (mask consistency, realism).
+        num_diversity_masks: masks per preset for the diversity and controllability measurements.
+        samples_per_mask: generated images per mask for the diversity measurement.
+        gain_db: (low, high) gain overrides for the controllability measurement.
+        seed: seeds the real images (offset far from training seeds) and the generated ones.
+        output_dir: where ``metrics.json`` and a sample grid are written; None writes nothing.
+    """
+
+    def __init__(
+        self,
+        generator: Any,
+        segmenter: nn.Module,
+        presets: Sequence[str] = ("breast", "fetal_head", "msk"),
+        num_real: int = 32,
+        num_generated: int = 32,
+        num_diversity_masks: int = 4,
+        samples_per_mask: int = 4,
+        gain_db: tuple[float, float] = (-8.0, 8.0),
+        seed: int = 12345,
+        output_dir: str | os.PathLike | None = None,
+    ) -> None:
+        if samples_per_mask < 2:
+            raise ValueError(f"samples_per_mask must be >= 2 for pairwise diversity, got {samples_per_mask}.")
+        self.generator = generator
+        self.segmenter = segmenter.eval()
+        self.presets = tuple(presets)
+        self.num_real = int(num_real)
+        self.num_generated = int(num_generated)
+        self.num_diversity_masks = int(num_diversity_masks)
+        self.samples_per_mask = int(samples_per_mask)
+        self.gain_db = tuple(float(g) for g in gain_db)
+        self.seed = int(seed)
+        self.output_dir = Path(output_dir) if output_dir else None
+
+    def _real(self, preset: str):
+        sim = UltrasoundSimulator(preset, size=self.generator.image_size)
+        images, maps = [], []
+        for i in range(self.num_real):
+            s = sim.sample(seed=sample_seed(self.seed + 1_000_000, i))
+            images.append(torch.from_numpy(s.image)[None])
+            maps.append(torch.from_numpy(sim.to_unified(s.label).astype(np.int64))[None])
+        return torch.stack(images), torch.stack(maps)
+
+    def _generate(self, records) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = [self.generator.generate(r) for r in records]
+        return torch.stack([p.image[None] for p in pairs]), torch.stack([p.label[None] for p in pairs])
+
+    def _records(self, preset: str, count: int, offset: int) -> list[dict]:
+        gen = self.generator
+        saved = gen.presets, gen.finding
+        gen.presets, gen.finding = (preset,), None
+        try:
+            return [gen.plan(offset + i, self.seed) for i in range(count)]
+        finally:
+            gen.presets, gen.finding = saved
+
+    @torch.no_grad()
+    def run(self) -> dict[str, Any]:
+        results: dict[str, Any] = {"presets": {}}
+        all_real, all_gen = [], []
+        for preset in self.presets:
+            logger.info(f"evaluating preset {preset}")
+            real, real_maps = self._real(preset)
+            records = self._records(preset, self.num_generated, 0)
+            gen, gen_maps = self._generate(records)
+            presets = [preset] * len(gen)
+            consistency = mask_consistency(
+                self.segmenter,
+                gen,
+                unified_target(gen_maps, presets),
+                real,
+                unified_target(real_maps, [preset] * len(real)),
+            )
+            speckle = compare_speckle_statistics(gen, gen_maps, real, real_maps, len(UNIFIED_CLASSES), UNIFIED_CLASSES)
+            # diversity: one mask, several noises and context images; and across masks
+            base = self._records(preset, self.num_diversity_masks, 10_000)
+            within, effects_low, effects_high = [], [], []
+            for k, record in enumerate(base):
+                variants = []
+                for j in range(self.samples_per_mask):
+                    r = copy.deepcopy(record)
+                    r["seeds"]["noise"] = sample_seed(record["sample_seed"], 100 + j)
+                    r["context_image"] = self.generator.context_source.plan(
+                        j, sample_seed(record["sample_seed"], 200 + j), preset
+                    )
+                    variants.append(r)
+                images, _ = self._generate(variants)
+                within.append(pairwise_ms_ssim(images))
+                for gain, bucket in zip(self.gain_db, (effects_low, effects_high)):
+                    r = copy.deepcopy(record)
+                    r["context_overrides"] = {**r.get("context_overrides", {}), "gain_db": gain}
+                    bucket.append(self._generate([r])[0])
+            across = pairwise_ms_ssim(gen[: max(2, min(len(gen), 16))])
+            low, high = torch.cat(effects_low), torch.cat(effects_high)
+            real_dice = segmentation_dice(self.segmenter, real, unified_target(real_maps, [preset] * len(real)))
+            results["presets"][preset] = {
+                "mask_consistency": consistency,
+                "segmenter_dice_real": real_dice,
+                "speckle_statistics": speckle,
+                "ms_ssim_within_mask": float(np.mean(within)),
+                "ms_ssim_across_masks": across,
+                "gain_effect": context_effect(low, high),
+            }
+            all_real.append(real)
+            all_gen.append(gen)
+        features = downsampling_features(self.segmenter)
+        real_f = extract_features(features, torch.cat(all_real))
+        gen_f = extract_features(features, torch.cat(all_gen))
+        results["frechet_distance_segmenter_features"] = frechet_distance(gen_f, real_f)
+        results["frechet_distance_real_vs_real_halves"] = frechet_distance(real_f[::2], real_f[1::2])
+        per = results["presets"].values()
+        results["mask_consistency_ratio_mean"] = float(np.mean([p["mask_consistency"]["ratio"] for p in per]))
+        logger.info(
+            "mask consistency (generated / real Dice): "
+            + ", ".join(f"{k} {v['mask_consistency']['ratio']:.3f}" for k, v in results["presets"].items())
+            + f"; Fréchet distance {results['frechet_distance_segmenter_features']:.3f} "
+            f"(real vs real {results['frechet_distance_real_vs_real_halves']:.3f})"
+        )
+        if self.output_dir is not None:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_write(self.output_dir / "metrics.json") as tmp:
+                tmp.write_text(json.dumps(results, indent=2))
+            self._figure(all_real, all_gen)
+        return results
+
+    def _figure(self, real: list[torch.Tensor], gen: list[torch.Tensor]) -> None:
+        from usgen_monai.visualize import image_grid, save_png
+
+        rows, titles = [], []
+        for preset, r, g in zip(self.presets, real, gen):
+            for name, x in (("real (simulated)", r), ("generated", g)):
+                tiles = [
+                    np.repeat((x[i, 0].clamp(0, 1).numpy() * 255).astype(np.uint8)[..., None], 3, -1)
+                    for i in range(min(6, len(x)))
+                ]
+                rows.append(tiles)
+                titles.append(f"{preset}\n{name}")
+        save_png(image_grid(rows, titles), str(self.output_dir / "real_vs_generated.png"))
