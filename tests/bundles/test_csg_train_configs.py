@@ -157,3 +157,26 @@ def test_segmenter_config(tmp_path):
     seg = torch.load(tmp_path / "models" / "segmenter.pt", weights_only=True)
     assert set(seg["state_dicts"]) == {"segmenter"}
     assert seg["constants"]["image_size"] == [64, 64]
+
+
+def test_controlnet_fine_tuning_from_pretrained_weights_keeps_the_base(trained_autoencoder, tmp_path):
+    base_dir = trained_autoencoder / "models"
+    if not (base_dir / "model.pt").exists():
+        _train("train_diffusion.json", trained_autoencoder, **TINY_DIFFUSION, **SMALL_RUN)
+    pretrained = torch.load(base_dir / "model.pt", weights_only=True)["state_dicts"]["translator"]
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "autoencoder.pt").write_bytes((base_dir / "autoencoder.pt").read_bytes())
+    _train(
+        "train_diffusion.json",
+        tmp_path,
+        pretrained_path=str(base_dir / "model.pt"),
+        **{"train#optimizer#params": "$@network.freeze_base()"},
+        **TINY_DIFFUSION,
+        **SMALL_RUN,
+    )
+    tuned = torch.load(tmp_path / "models" / "model.pt", weights_only=True)["state_dicts"]["translator"]
+    base_keys = [k for k in tuned if k.startswith("unet.") or k.startswith("context_encoder.")]
+    control_keys = [k for k in tuned if k.startswith("controlnet.")]
+    assert base_keys and control_keys
+    assert all(torch.equal(tuned[k], pretrained[k]) for k in base_keys)
+    assert any(not torch.equal(tuned[k], pretrained[k]) for k in control_keys)
