@@ -1,6 +1,7 @@
-"""transforms"""
+"""Transforms: array and dictionary pairs (``Foo`` / ``Food``) in the MONAI style, one folder per topic."""
 
-# mask transforms for public data-set layouts (issue 2, item 5)
+from __future__ import annotations
+
 from usgen_monai.transforms.masks import (
     FillOutline,
     FillOutlineD,
@@ -11,20 +12,6 @@ from usgen_monai.transforms.masks import (
     MergeMasksd,
     MergeMasksDict,
 )
-
-__all__ = [
-    *globals().get("__all__", ()),
-    "FillOutline",
-    "FillOutlineD",
-    "FillOutlineDict",
-    "FillOutlined",
-    "MergeMasks",
-    "MergeMasksD",
-    "MergeMasksDict",
-    "MergeMasksd",
-]
-
-# ultrasound DICOM transforms: crop to region, to grey, frame selection (issue 3)
 from usgen_monai.transforms.ultrasound import (
     CropToUltrasoundRegion,
     CropToUltrasoundRegionD,
@@ -42,18 +29,25 @@ from usgen_monai.transforms.ultrasound import (
 )
 
 __all__ = [
-    *globals().get("__all__", ()),
     "CropToUltrasoundRegion",
     "CropToUltrasoundRegionD",
-    "CropToUltrasoundRegiond",
     "CropToUltrasoundRegionDict",
+    "CropToUltrasoundRegiond",
+    "FillOutline",
+    "FillOutlineD",
+    "FillOutlineDict",
+    "FillOutlined",
+    "MergeMasks",
+    "MergeMasksD",
+    "MergeMasksDict",
+    "MergeMasksd",
     "SelectFrames",
     "SelectFramesD",
-    "SelectFramesd",
     "SelectFramesDict",
+    "SelectFramesd",
     "UltrasoundMetaKeys",
     "UltrasoundToGrey",
     "UltrasoundToGreyD",
-    "UltrasoundToGreyd",
     "UltrasoundToGreyDict",
+    "UltrasoundToGreyd",
 ]
