@@ -11,6 +11,8 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .context import ContextVocabulary, simulator_vocabulary
+from .evaluation import GeneratorEvaluation
+from .generation import PairGenerator, PairWriter
 from .guidance import ClassifierFreeGuidance, DualGuidance, combine_guidance
 from .prepare_batch import LabelMapPrepareBatch, TranslatorPrepareBatch, encode_latents, label_to_onehot
 from .sampler import DiffusionSampler, LabelMapSample, LabelMapSampler, LatentSample, LatentSampler
@@ -25,6 +27,9 @@ from .trainers import (
 )
 
 __all__ = [
+    "GeneratorEvaluation",
+    "PairGenerator",
+    "PairWriter",
     "CHECKPOINT_FORMAT",
     "ResumableCheckpoint",
     "load_checkpoint",
