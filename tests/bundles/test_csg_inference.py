@@ -153,7 +153,8 @@ def _run(models: Path, out: Path, **overrides) -> list[dict]:
 
 
 def test_default_run_writes_pairs_and_datalist(models, tmp_path):
-    items = _run(models, tmp_path / "out")
+    assert _config("inference.json")["mask_source"] == "procedural"  # the shipped default (see the bundle docs)
+    items = _run(models, tmp_path / "out", mask_source="prior")
     assert sorted(os.listdir(tmp_path / "out")) == sorted(
         ["datalist.json", "dataset.json"] + [f"sample_{i:06d}_{k}.png" for i in range(2) for k in ("image", "label")]
     )
