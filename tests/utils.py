@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 
 from usgen_monai.data.simulator import UltrasoundSimulator
 
@@ -15,7 +14,3 @@ def simulated_triples(preset: str = "breast", num: int = 2, size: int = 64, seed
         s = sim.sample(seed=seed + i)
         out.append((s.image, s.mask, s.context))
     return out
-
-
-def region_mean(image: np.ndarray, mask: np.ndarray) -> float:
-    return float(image[mask].mean())

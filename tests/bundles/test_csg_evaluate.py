@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from monai.bundle import ConfigParser
 from monai.bundle import run as bundle_run

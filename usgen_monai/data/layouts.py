@@ -504,8 +504,8 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise ValueError(f"output path {out_dir} exists and is not a directory.")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise ValueError(
-            f"output directory {out_dir} is not empty; choose a new one or allow it with overwrite=True (command line: --overwrite) to "
-            "write into it (files of the same name are replaced, others are left alone)."
+            f"output directory {out_dir} is not empty; choose a new one or allow it with overwrite=True "
+            "(command line: --overwrite) to write into it (files of the same name are replaced, others are left alone)."
         )
 
 
