@@ -232,3 +232,28 @@ def test_user_masks_and_context_image(models, tmp_path):
         np.testing.assert_array_equal(np.asarray(nib.load(item["label"]).dataobj).T, expected)  # the user's mask
         assert item["provenance"]["context_image"]["path"] == str(Path(first[0]["image"]).resolve())
         assert item["provenance"]["mask_source"]["type"] == "files"
+
+
+def test_user_dataset_bank_and_binary_masks_without_anatomy(models, tmp_path):
+    from usgen_monai.data.layouts import simulate_dataset
+
+    busi = tmp_path / "busi"
+    simulate_dataset(busi, preset="breast", num=4, layout="busi", size=(40, 40), seed=1)
+    (busi / "benign" / "broken (9).png").write_bytes(b"junk")  # skipped by the bank, not fatal
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    mask = np.zeros((32, 32), np.uint8)
+    mask[10:20, 12:22] = 255
+    Image.fromarray(mask).save(masks / "lesion.png")
+    items = _run(
+        models, tmp_path / "out", dataset_dir=str(busi), masks=str(masks), preset="breast", mask_anatomy="none"
+    )
+    images = {str(p.resolve()) for p in busi.glob("*/*).png")} - {str((busi / "benign" / "broken (9).png").resolve())}
+    lesion = UNIFIED_CLASSES.index("lesion")
+    for item in items:
+        context = item["provenance"]["context_image"]
+        assert context["type"] == "bank" and context["dataset_dir"] == str(busi.resolve())
+        assert context["path"] in images and context["sha256"] == file_sha256(context["path"])
+        with Image.open(item["label"]) as im:
+            np.testing.assert_array_equal(np.asarray(im), np.where(mask > 0, lesion, 0))  # no simulated anatomy
+        assert item["provenance"]["mask_source"]["anatomy"] == "none"

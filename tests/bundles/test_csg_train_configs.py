@@ -9,10 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser
 from monai.bundle import run as bundle_run
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "bundles" / "csg" / "configs"
@@ -101,10 +103,39 @@ def test_mask_prior_config(tmp_path):
     assert prior["constants"]["condition_fields"] == ["preset", "finding"]
 
 
-def test_user_dataset_dir_is_rejected_with_a_clear_error(tmp_path):
-    with pytest.raises(RuntimeError) as err:
-        _train("train_autoencoder.json", tmp_path, dataset_dir=str(tmp_path), **TINY_AE, **SMALL_RUN)
-    assert "built-in simulator only" in repr(err.value.__cause__) or "built-in simulator only" in str(err.value)
+def test_every_stage_trains_on_a_user_dataset(trained_autoencoder, tmp_path):
+    """BUSI layout in, the ControlNet fine-tuned on it with the base frozen (the issue's own-data recipe)."""
+    from usgen_monai.data.layouts import simulate_dataset
+
+    busi = tmp_path / "busi"
+    simulate_dataset(busi, preset="breast", num=5, layout="busi", size=(80, 72), seed=2)
+    (busi / "benign" / "broken (9).png").write_bytes(b"junk")
+    Image.fromarray(np.zeros((80, 72), np.uint8)).save(busi / "benign" / "broken (9)_mask.png")
+    user = {"dataset_dir": str(busi), "presets": ["breast"], "batch_size": 2, "max_epochs": 1}
+    _train("train_autoencoder.json", tmp_path, adversarial_start_iteration=1, **TINY_AE, **user)
+    assert (tmp_path / "models" / "autoencoder.pt").is_file()
+    _train("train_mask_prior.json", tmp_path, **TINY_PRIOR, **user)
+    assert (tmp_path / "models" / "mask_prior.pt").is_file()
+
+    base_dir = trained_autoencoder / "models"
+    if not (base_dir / "model.pt").exists():
+        _train("train_diffusion.json", trained_autoencoder, **TINY_DIFFUSION, **SMALL_RUN)
+    pretrained = torch.load(base_dir / "model.pt", weights_only=True)["state_dicts"]["translator"]
+    tuned_dir = tmp_path / "tuned"
+    _train(
+        "train_diffusion.json",
+        tuned_dir,
+        autoencoder_path=str(base_dir / "autoencoder.pt"),
+        pretrained_path=str(base_dir / "model.pt"),
+        **{"train#optimizer#params": "$@network.freeze_base()"},
+        **TINY_DIFFUSION,
+        **user,
+    )
+    rolling = torch.load(tuned_dir / "runs" / "train_diffusion.json" / "checkpoint.pt", weights_only=True)
+    assert rolling["state_dicts"]["trainer"]["iteration"] == 3  # 5 readable images (the broken one skipped) / 2
+    tuned = torch.load(tuned_dir / "models" / "model.pt", weights_only=True)["state_dicts"]["translator"]
+    assert all(torch.equal(tuned[k], pretrained[k]) for k in tuned if k.startswith(("unet.", "context_encoder.")))
+    assert any(not torch.equal(tuned[k], pretrained[k]) for k in tuned if k.startswith("controlnet."))
 
 
 def test_network_definitions_agree_across_configs():

@@ -98,6 +98,23 @@ class TestTranslatorPrepareBatch(unittest.TestCase):
         self.assertAlmostEqual(sem_only, 0.2, delta=0.015)
         self.assertAlmostEqual(ctx_only, 0.3, delta=0.015)
 
+    def test_image_dropout_keeps_the_tabular_context(self):
+        prepare = self._prepare(drop_both_prob=0, drop_semantic_prob=0, drop_context_prob=0, drop_image_prob=1.0)
+        _, _, _, kw = prepare(self.batch)
+        self.assertTrue(bool(kw["semantic_mask"].all()) and bool(kw["tabular_mask"].all()))
+        self.assertFalse(bool(kw["image_mask"].any()))
+        prepare = self._prepare(drop_both_prob=0, drop_semantic_prob=0, drop_context_prob=0.5, drop_image_prob=0.5)
+        torch.manual_seed(0)
+        batch = simulated_batch(num=64)
+        _, _, _, kw = prepare(batch)
+        # an image is never kept without its context, and about half of the kept contexts lose their image
+        self.assertFalse(bool((kw["image_mask"] & ~kw["tabular_mask"]).any()))
+        kept = kw["tabular_mask"].sum().item()
+        self.assertGreater(kept, 16)
+        self.assertTrue(0.2 < kw["image_mask"].sum().item() / kept < 0.8)
+        with self.assertRaisesRegex(ValueError, "drop_image_prob"):
+            self._prepare(drop_image_prob=-0.1)
+
     def test_errors(self):
         with self.assertRaisesRegex(ValueError, "sum to at most 1"):
             self._prepare(drop_both_prob=0.5, drop_semantic_prob=0.4, drop_context_prob=0.3)

@@ -57,10 +57,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import usgen_monai
-from usgen_monai.data.generator_data import GENERATOR_CONTEXT_FIELDS
+from usgen_monai.data.generator_data import BINARY_MASK_CLASSES, GENERATOR_CONTEXT_FIELDS
+from usgen_monai.data.image_files import MASK_FILE_SUFFIXES, read_grey_image, read_label_values, resize_label_map
 from usgen_monai.data.simulator import (
     PRESET_FINDINGS,
     PRESET_TARGETS,
@@ -111,10 +111,6 @@ logger = logging.getLogger(__name__)
 SAMPLERS = ("ddim", "few_step")
 #: output formats of :py:class:`PairWriter`
 OUTPUT_FORMATS = ("png", "nifti", "dicom")
-#: unified class that a binary user mask's foreground becomes, per preset (override with ``mask_class``)
-BINARY_MASK_CLASSES = {"breast": "lesion", "fetal_head": "brain", "msk": "tendon"}
-#: suffixes :py:class:`FileMaskSource` reads
-MASK_FILE_SUFFIXES = (".png", ".nii", ".nii.gz")
 
 _MASK_FIELDS = ("preset", "finding")
 _GEOMETRY_FIELDS = ("probe", "depth_mm")
@@ -249,47 +245,6 @@ def _module_device(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _load_2d(path: Path) -> np.ndarray:
-    """An image or label file as an ``(H, W)`` or ``(H, W, C)`` array in its stored dtype.
-
-    Files are read with MONAI's ``LoadImage`` (``.dcm`` with :py:class:`usgen_monai.data.UltrasoundDicomReader`), whose
-    arrays are in MONAI's axis order (first axis = image column, as ``PILReader`` returns PNGs); they are swapped to
-    (row, column) here. The writers of this module store arrays the same way, so a file written here reads back as
-    the array that was written.
-    """
-    from monai.transforms import LoadImage
-    from monai.utils import convert_to_numpy
-
-    reader = None
-    if path.suffix.lower() == ".dcm":
-        from usgen_monai.data.dicom_reader import UltrasoundDicomReader
-
-        reader = UltrasoundDicomReader()
-    arr = convert_to_numpy(LoadImage(image_only=True, dtype=None, reader=reader)(str(path)))
-    while arr.ndim > 2 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        return np.swapaxes(arr, 0, 1)
-    if arr.ndim != 2:
-        raise ValueError(f"{path}: expected a 2D image (grey or RGB), got an array of shape {arr.shape}.")
-    return np.swapaxes(arr, 0, 1)
-
-
-def _to_grey(arr: np.ndarray) -> np.ndarray:
-    """Colour ``(H, W, C)`` to grey by ITU-R BT.601 luma (the rule of the DICOM reader); grey passes through."""
-    if arr.ndim == 2:
-        return arr
-    rgb = arr[..., :3].astype(np.float64)
-    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-
-
-def _resize_labels(label: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``(H, W)`` long -> ``size`` by nearest neighbour."""
-    if tuple(label.shape) == tuple(size):
-        return label
-    return F.interpolate(label[None, None].float(), size=size, mode="nearest")[0, 0].long()
-
-
 def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
 
@@ -413,7 +368,7 @@ class ProceduralMaskSource:
             controls["position"] = tuple(controls["position"])
         simulator = self._simulators(request["preset"], request["size"], request["difficulty"])
         mask = _procedural_label(simulator, int(request["seed"]), request.get("finding"), FindingControls(**controls))
-        mask.label = _resize_labels(mask.label, self.image_size)
+        mask.label = resize_label_map(mask.label, self.image_size)
         return mask
 
 
@@ -528,7 +483,7 @@ class LearnedMaskSource:
             null_conditions={"class_labels": torch.zeros_like(labels)},
             noise=noise,
         )
-        label = _resize_labels(out.labels[0, 0].cpu(), _size2(request["size"]))
+        label = resize_label_map(out.labels[0, 0].cpu(), _size2(request["size"]))
         return MaskSample(label, context, None)
 
 
@@ -560,9 +515,12 @@ class FileMaskSource:
     labels, so a generated label map fed back here is the same map. How values are read:
 
     * **binary masks**: all values in ``{0, 1}`` or all in ``{0, 255}``. The foreground becomes ``mask_class``
-      (default :py:data:`BINARY_MASK_CLASSES` of the preset: lesion, brain, tendon) pasted onto simulated anatomy of
-      the preset without finding, drawn with the sample's mask seed, since the translator was trained on full
-      anatomy, not on a lone structure on background. Needs ``preset``.
+      (default :py:data:`BINARY_MASK_CLASSES` of the preset: lesion, brain, tendon). With ``anatomy="simulated"``
+      it is pasted onto simulated anatomy of the preset without finding, drawn with the sample's mask seed, since a
+      translator trained on the simulator knows full anatomy, not a lone structure on background. With
+      ``anatomy="none"`` the rest stays background 0, the "not annotated" of a translator fine-tuned on a user's
+      data set of binary masks (:py:class:`usgen_monai.data.generator_data.UserGeneratorDataset`). Needs
+      ``preset``.
     * **label maps**: any other integer values, taken as indices of ``class_names`` (the unified classes of
       :py:data:`usgen_monai.data.simulator.UNIFIED_CLASSES`, 0 = background outside the field of view). Without
       ``preset``, the preset is the one whose classes include all classes of the map.
@@ -581,9 +539,11 @@ class FileMaskSource:
         mask_class: the class of a binary mask's foreground; ``""`` = the preset's default.
         class_names: the unified label classes.
         difficulty: simulator difficulty of the anatomy under binary masks.
+        anatomy: what surrounds a binary mask's foreground: ``"simulated"`` anatomy or ``"none"`` (background).
 
     Raises:
-        ValueError: ``directory`` is not a folder, ``mask_class`` is not a class, or no file is usable.
+        ValueError: ``directory`` is not a folder, ``mask_class`` is not a class, ``anatomy`` unknown, or no file is
+            usable.
     """
 
     type = "files"
@@ -597,7 +557,11 @@ class FileMaskSource:
         mask_class: str | None = "",
         class_names: Sequence[str] = UNIFIED_CLASSES,
         difficulty: float = 1.0,
+        anatomy: str = "simulated",
     ) -> None:
+        if anatomy not in ("simulated", "none"):
+            raise ValueError(f"anatomy must be 'simulated' or 'none', got anatomy={anatomy!r}.")
+        self.anatomy = anatomy
         if not directory or not Path(directory).is_dir():
             raise ValueError(f"masks must be a folder of PNG or NIfTI label maps, got masks={str(directory)!r}.")
         self.directory = Path(directory).resolve()
@@ -633,37 +597,7 @@ class FileMaskSource:
     # -- reading
     def _read(self, path: Path) -> tuple[np.ndarray, str]:
         """``(H, W)`` int64 values and the rule (``"binary"`` or ``"labels"``); ValueError names the problem."""
-        if not path.name.lower().endswith(MASK_FILE_SUFFIXES):
-            raise ValueError(f"{path}: not a mask file (expected one of {list(MASK_FILE_SUFFIXES)}).")
-        try:
-            arr = _load_2d(path)
-        except ValueError:
-            raise
-        except Exception as e:  # noqa: BLE001 (readers raise many types for a broken file; it is reported)
-            raise ValueError(f"{path}: cannot be read as an image ({type(e).__name__}: {e}).") from None
-        if arr.ndim == 3:
-            colour = arr[..., :3]
-            if not (np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 0], colour[..., 2])):
-                raise ValueError(f"{path}: a colour image, not a label map (its channels differ).")
-            arr = colour[..., 0]
-        if arr.dtype == bool:
-            arr = arr.astype(np.uint8)
-        if not np.issubdtype(arr.dtype, np.number):
-            raise ValueError(f"{path}: values of type {arr.dtype} are not labels.")
-        values = arr.astype(np.float64)
-        if not np.isfinite(values).all():
-            raise ValueError(f"{path}: holds NaN or infinite values.")
-        if not np.array_equal(values, np.round(values)):
-            raise ValueError(f"{path}: holds non-integer values (a probability map?); label maps hold class indices.")
-        found = np.unique(values).astype(np.int64)
-        if set(found.tolist()) <= {0, 1} or set(found.tolist()) <= {0, 255}:
-            return (values > 0).astype(np.int64), "binary"
-        if found.min() < 0 or found.max() >= len(self.class_names):
-            raise ValueError(
-                f"{path}: values {found.tolist()} are neither binary (0/1 or 0/255) nor label classes "
-                f"0..{len(self.class_names) - 1}."
-            )
-        return values.astype(np.int64), "labels"
+        return read_label_values(path, len(self.class_names))
 
     def _scan(self, path: Path) -> _MaskFile:
         values, rule = self._read(path)
@@ -713,6 +647,7 @@ class FileMaskSource:
             "finding": m.finding,
             "seed": int(seed),
             "difficulty": self.difficulty,
+            "anatomy": self.anatomy,
             "size": list(self.image_size),
         }
 
@@ -726,10 +661,12 @@ class FileMaskSource:
             raise ValueError(f"mask file {path} changed since the request (SHA-256 {digest}, was {request['sha256']}).")
         values, rule = self._read(path)
         size = _size2(request["size"])
-        label = _resize_labels(torch.as_tensor(values), size)
+        label = resize_label_map(torch.as_tensor(values), size)
         context: dict[str, Any] = {"preset": request["preset"], "finding": request["finding"]}
         spacing = None
-        if rule == "binary":
+        if rule == "binary" and request.get("anatomy", "simulated") == "none":
+            label = torch.where(label > 0, self.class_names.index(request["mask_class"]), 0)
+        elif rule == "binary":
             simulator = self._simulators(request["preset"], size, request["difficulty"])
             normal = "normal" if "normal" in PRESET_FINDINGS[request["preset"]] else None
             anatomy = _procedural_label(simulator, int(request["seed"]), normal)
@@ -782,31 +719,6 @@ class ContextImage:
     spacing_mm: tuple[float, float] | None = None
 
 
-def _read_context_image(path: Path, size: tuple[int, int]) -> torch.Tensor:
-    """A grey image in ``[0, 1]`` of ``size``: uint8 divided by 255, floats in ``[0, 1]`` as they are, anything else
-    scaled from its minimum and maximum; colour converted by ITU-R BT.601 luma; resized by area averaging when
-    shrinking, bilinearly otherwise."""
-    from monai.transforms import Resize
-    from monai.utils import convert_to_tensor
-
-    arr = _load_2d(path)
-    if arr.dtype == np.uint8:
-        img = _to_grey(arr).astype(np.float32) / 255.0
-    else:
-        img = _to_grey(arr).astype(np.float32)
-        lo, hi = float(img.min()), float(img.max())
-        if not np.isfinite(img).all():
-            raise ValueError(f"{path}: the image holds NaN or infinite values.")
-        if lo < 0.0 or hi > 1.0:
-            img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
-    t = torch.as_tensor(img)[None]
-    if tuple(t.shape[1:]) != size:
-        shrink = all(new <= old for new, old in zip(size, t.shape[1:]))
-        t = convert_to_tensor(Resize(spatial_size=size, mode="area" if shrink else "bilinear")(t), track_meta=False)
-        t = t.clamp(0.0, 1.0)
-    return t.float().contiguous()
-
-
 class _EncoderMean:
     """``images -> AutoencoderKL.encode(images)[0]`` on the autoencoder's device (the bank's style features)."""
 
@@ -819,25 +731,33 @@ class _EncoderMean:
 
 
 class BankContextSource:
-    """Context images picked from a bank of simulated images of the sample's preset by style (CSG's context
-    selection, :py:class:`usgen_monai.data.context_bank.ContextBank`, whose style features are the stage-1 encoder's
-    posterior mean).
+    """Context images picked by style from a bank of images (CSG's context selection,
+    :py:class:`usgen_monai.data.context_bank.ContextBank`, whose style features are the stage-1 encoder's posterior
+    mean).
 
-    The bank of a preset holds ``bank_size`` images, image ``j`` simulated with seed ``sample_seed(bank_seed, j)``;
-    it is built the first time a sample of that preset asks for a context. Without ``style_reference`` a bank image is
-    drawn uniformly with the sample's context seed; with one, the draw is among the ``style_top_k`` bank images whose
-    style is nearest to it. The request records the chosen image's simulator seed, so :py:meth:`draw` re-simulates it
-    without the bank.
+    With ``dataset_dir="simulator"`` the bank of a preset holds ``bank_size`` simulated images of that preset, image
+    ``j`` simulated with seed ``sample_seed(bank_seed, j)``, built the first time a sample of that preset asks for a
+    context; the request records the chosen image's simulator seed, so :py:meth:`draw` re-simulates it without the
+    bank. With the folder of a data set (any layout of :py:func:`usgen_monai.data.datasets.load_dataset`, e.g. the
+    real images the generator was fine-tuned on) the bank holds up to ``bank_size`` of its images, drawn with
+    ``bank_seed``, for every preset; images that cannot be read are logged and skipped; the request records the
+    chosen file and its SHA-256, and :py:meth:`draw` re-reads it.
+
+    Without ``style_reference`` a bank image is drawn uniformly with the sample's context seed; with one, the draw is
+    among the ``style_top_k`` bank images whose style is nearest to it.
 
     Args:
         autoencoder: the stage-1 ``AutoencoderKL`` (weights loaded).
         image_size: ``(H, W)``.
-        dataset_dir: where bank images come from; ``"simulator"`` (the built-in simulator) is the only choice so far.
-        bank_size: images per preset.
+        dataset_dir: ``"simulator"`` or a data-set folder (or datalist JSON) of real images.
+        bank_size: images per preset (simulator) or in all (data set).
         bank_seed: seed of the bank images.
         style_reference: an image file to match in style, or ``""``.
         style_top_k: candidates nearest to ``style_reference`` to draw from.
         difficulty: simulator difficulty of the bank images.
+
+    Raises:
+        ValueError: bad sizes or seeds, a missing ``style_reference``, or a data set without a readable image.
     """
 
     type = "bank"
@@ -846,18 +766,13 @@ class BankContextSource:
         self,
         autoencoder: nn.Module,
         image_size: Sequence[int],
-        dataset_dir: str = "simulator",
+        dataset_dir: str | os.PathLike = "simulator",
         bank_size: int = 32,
         bank_seed: int = 0,
         style_reference: str | os.PathLike | None = "",
         style_top_k: int = 4,
         difficulty: float = 1.0,
     ) -> None:
-        if str(dataset_dir) != "simulator":
-            raise ValueError(
-                f"dataset_dir={str(dataset_dir)!r}: context images come from the built-in simulator only for now "
-                "(dataset_dir='simulator'); pass one image of your own with context_image=FILE."
-            )
         if bank_size < 1:
             raise ValueError(f"bank_size must be >= 1, got bank_size={bank_size}.")
         if style_top_k < 1:
@@ -865,6 +780,7 @@ class BankContextSource:
         sample_seed(bank_seed, 0)  # validates the seed
         self.autoencoder = autoencoder
         self.image_size = _size2(image_size)
+        self.dataset_dir = "simulator" if str(dataset_dir) == "simulator" else str(Path(dataset_dir).resolve())
         self.bank_size = int(bank_size)
         self.bank_seed = int(bank_seed)
         self.style_top_k = int(style_top_k)
@@ -873,48 +789,97 @@ class BankContextSource:
         if self.style_reference is not None and not self.style_reference.is_file():
             raise ValueError(f"style_reference {self.style_reference} is not a file.")
         self._reference: torch.Tensor | None = None
-        self._banks: dict[str, Any] = {}
+        self._banks: dict[str | None, Any] = {}
         self._simulators = _Simulators()
+        self.skipped: list[tuple[str, str]] = []
+        if self.dataset_dir != "simulator":
+            self.bank(None)  # read the data set now, so a bad folder fails before any sampling
 
-    def bank(self, preset: str) -> Any:
-        """The :py:class:`~usgen_monai.data.context_bank.ContextBank` of ``preset`` (built on first use)."""
-        if preset not in self._banks:
-            from usgen_monai.data.context_bank import ContextBank
+    @property
+    def simulated(self) -> bool:
+        return self.dataset_dir == "simulator"
 
-            simulator = self._simulators(preset, self.image_size, self.difficulty)
-            seeds = [sample_seed(self.bank_seed, j) for j in range(self.bank_size)]
-            samples = [simulator.sample(seed=s) for s in seeds]
-            images = torch.stack([torch.as_tensor(s.image)[None] for s in samples]).float()
-            contexts = [{**s.context, "simulator_seed": seed} for s, seed in zip(samples, seeds)]
-            logger.info(f"context bank: {len(samples)} simulated {preset} images")
-            self._banks[preset] = ContextBank(images, contexts, feature_fn=_EncoderMean(self.autoencoder))
-        return self._banks[preset]
+    def _simulated_bank(self, preset: str) -> Any:
+        from usgen_monai.data.context_bank import ContextBank
+
+        simulator = self._simulators(preset, self.image_size, self.difficulty)
+        seeds = [sample_seed(self.bank_seed, j) for j in range(self.bank_size)]
+        samples = [simulator.sample(seed=s) for s in seeds]
+        images = torch.stack([torch.as_tensor(s.image)[None] for s in samples]).float()
+        contexts = [{**s.context, "simulator_seed": seed} for s, seed in zip(samples, seeds)]
+        logger.info(f"context bank: {len(samples)} simulated {preset} images")
+        return ContextBank(images, contexts, feature_fn=_EncoderMean(self.autoencoder))
+
+    def _dataset_bank(self) -> Any:
+        from usgen_monai.data.context_bank import ContextBank
+        from usgen_monai.data.datasets import detect_layout, load_dataset
+
+        layout = detect_layout(self.dataset_dir)
+        # the bank needs images only: an image without its mask is still a context
+        items = load_dataset(self.dataset_dir, layout, **({} if layout == "monai" else {"allow_missing_labels": True}))
+        paths = sorted({str(item["image"]) for item in items if isinstance(item.get("image"), (str, os.PathLike))})
+        order = np.random.default_rng(sample_seed(self.bank_seed, 0)).permutation(len(paths))
+        images, contexts = [], []
+        for k in order:
+            if len(images) == self.bank_size:
+                break
+            try:
+                images.append(read_grey_image(paths[k], self.image_size)[None])
+            except ValueError as e:
+                logger.warning(f"context bank: skipping {paths[k]}: {e}")
+                self.skipped.append((paths[k], str(e)))
+                continue
+            contexts.append({"path": paths[k], "sha256": file_sha256(paths[k])})
+        if not images:
+            raise ValueError(f"context bank: no readable image in dataset_dir={self.dataset_dir}.")
+        logger.info(f"context bank: {len(images)} images of {self.dataset_dir}")
+        return ContextBank(torch.cat(images), contexts, feature_fn=_EncoderMean(self.autoencoder))
+
+    def bank(self, preset: str | None) -> Any:
+        """The :py:class:`~usgen_monai.data.context_bank.ContextBank` of ``preset`` (built on first use); a data
+        set's bank serves every preset."""
+        key = preset if self.simulated else None
+        if key not in self._banks:
+            self._banks[key] = self._simulated_bank(key) if self.simulated else self._dataset_bank()
+        return self._banks[key]
 
     def plan(self, index: int, seed: int, preset: str) -> dict[str, Any]:
         bank = self.bank(preset)
+        filters = {"preset": preset} if self.simulated else {}
         generator = torch.Generator().manual_seed(int(seed))
         if self.style_reference is None:
-            chosen = bank.select(k=1, generator=generator, preset=preset)[0]
+            chosen = bank.select(k=1, generator=generator, **filters)[0]
         else:
             if self._reference is None:
-                self._reference = _read_context_image(self.style_reference, self.image_size)
-            nearest = bank.select(k=self.style_top_k, style_reference=self._reference, preset=preset)
+                self._reference = read_grey_image(self.style_reference, self.image_size)
+            nearest = bank.select(k=self.style_top_k, style_reference=self._reference, **filters)
             chosen = nearest[int(torch.randint(len(nearest), (1,), generator=generator))]
-        return {
+        request = {
             "type": self.type,
-            "dataset_dir": "simulator",
+            "dataset_dir": self.dataset_dir,
             "preset": preset,
-            "simulator_seed": int(bank.contexts[chosen]["simulator_seed"]),
             "bank_index": int(chosen),
             "bank_size": self.bank_size,
             "bank_seed": self.bank_seed,
-            "difficulty": self.difficulty,
             "style_reference": None if self.style_reference is None else str(self.style_reference),
             "size": list(self.image_size),
         }
+        if self.simulated:
+            request.update(simulator_seed=int(bank.contexts[chosen]["simulator_seed"]), difficulty=self.difficulty)
+        else:
+            request.update(path=bank.contexts[chosen]["path"], sha256=bank.contexts[chosen]["sha256"])
+        return request
 
     def draw(self, request: Mapping[str, Any]) -> ContextImage:
         _check_request(request, self.type)
+        if request.get("dataset_dir", "simulator") != "simulator":
+            path = Path(request["path"])
+            if not path.is_file():
+                raise ValueError(f"context image {path} of the request does not exist.")
+            digest = file_sha256(path)
+            if digest != request["sha256"]:
+                raise ValueError(f"context image {path} changed since the request (SHA-256 {digest}).")
+            return ContextImage(read_grey_image(path, _size2(request["size"])), {}, None)
         simulator = self._simulators(request["preset"], request["size"], request["difficulty"])
         s = simulator.sample(seed=int(request["simulator_seed"]))
         context = {k: s.context[k] for k in GENERATOR_CONTEXT_FIELDS if k in s.context}
@@ -941,7 +906,7 @@ class FileContextSource:
         self.path = Path(path).resolve()
         self.image_size = _size2(image_size)
         self.sha256 = file_sha256(self.path)
-        self.image = _read_context_image(self.path, self.image_size)  # fails early on a bad file
+        self.image = read_grey_image(self.path, self.image_size)  # fails early on a bad file
 
     def plan(self, index: int, seed: int, preset: str) -> dict[str, Any]:
         return {"type": self.type, "path": str(self.path), "sha256": self.sha256, "size": list(self.image_size)}
@@ -956,7 +921,7 @@ class FileContextSource:
             raise ValueError(
                 f"context image {path} changed since the request (SHA-256 {digest}, was {request['sha256']})."
             )
-        return ContextImage(_read_context_image(path, _size2(request["size"])), {}, None)
+        return ContextImage(read_grey_image(path, _size2(request["size"])), {}, None)
 
 
 def select_context_source(

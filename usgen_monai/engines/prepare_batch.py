@@ -94,6 +94,11 @@ class TranslatorPrepareBatch(PrepareBatch):
         drop_semantic_prob: probability of dropping only the semantic map.
         drop_context_prob: probability of dropping only the context (tabular and image).
         drop_both_prob: probability of dropping both.
+        drop_image_prob: probability of dropping the context image alone among the samples that keep their context,
+            drawn independently of the others. When the context image and the tabular context describe the same
+            acquisition (as in simulated pairs), a model that always sees both learns appearance from the image and
+            ignores tabular fields such as gain; dropping the image often enough makes the tabular context steer
+            appearance on its own.
 
     Returns (from ``__call__``):
         ``(latents, target, (), kwargs)`` with ``kwargs`` = ``noise``, ``timesteps``, ``semantic``,
@@ -114,8 +119,10 @@ class TranslatorPrepareBatch(PrepareBatch):
         drop_semantic_prob: float = 0.1,
         drop_context_prob: float = 0.1,
         drop_both_prob: float = 0.1,
+        drop_image_prob: float = 0.0,
     ) -> None:
         self.drop_semantic_prob = _check_prob("drop_semantic_prob", drop_semantic_prob)
+        self.drop_image_prob = _check_prob("drop_image_prob", drop_image_prob)
         self.drop_context_prob = _check_prob("drop_context_prob", drop_context_prob)
         self.drop_both_prob = _check_prob("drop_both_prob", drop_both_prob)
         total = self.drop_semantic_prob + self.drop_context_prob + self.drop_both_prob
@@ -177,6 +184,7 @@ class TranslatorPrepareBatch(PrepareBatch):
             context_latents = self._latents(_to(batchdata[self.context_image_key], device, non_blocking, **kwargs))
 
         semantic_keep, context_keep = self.dropout_masks(bsz, latents.device)
+        image_keep = context_keep & (torch.rand(bsz, device=latents.device) >= self.drop_image_prob)
         noise = torch.randn_like(latents)
         timesteps = self.schedule.sample_timesteps(latents)
         target = self.schedule.training_target(latents, noise, timesteps)
@@ -189,7 +197,7 @@ class TranslatorPrepareBatch(PrepareBatch):
             "scalars": scalars,
             "context_latents": context_latents,
             "tabular_mask": context_keep,
-            "image_mask": context_keep,
+            "image_mask": image_keep,
         }
         return latents, target, (), infer_kwargs
 
