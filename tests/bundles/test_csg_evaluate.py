@@ -45,6 +45,9 @@ def test_evaluate_overlay_writes_all_metrics(models, tmp_path):  # noqa: F811
         assert {"dice_generated", "dice_real", "ratio"} <= set(m["mask_consistency"])
         assert 0 <= m["ms_ssim_within_mask"] <= 1 and 0 <= m["ms_ssim_across_masks"] <= 1
         assert {"mean_a", "mean_b", "effect_size"} <= set(m["gain_effect"])
+        assert {"mean_a", "mean_b", "effect_size"} <= set(m["gain_effect_without_context_image"])
+        dark, bright = m["context_image_effect"]["context_image_means"]
+        assert dark < bright  # the darkest and the brightest image of the bank
         assert m["speckle_statistics"], "no class in common between generated and real images"
     assert metrics["frechet_distance_segmenter_features"] >= 0
     assert (out / "real_vs_generated.png").stat().st_size > 0

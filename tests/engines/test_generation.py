@@ -32,6 +32,7 @@ from usgen_monai.engines.generation import (
     FileContextSource,
     FileMaskSource,
     LearnedMaskSource,
+    NoContextImageSource,
     PairGenerator,
     PairWriter,
     ProceduralMaskSource,
@@ -346,8 +347,25 @@ def test_select_sources():
     assert built == ["procedural", "files"]  # only the chosen source is built
     with pytest.raises(ValueError, match="mask_source must be one of"):
         select_mask_source("stylegan", "", sources)
-    contexts = {"bank": lambda: "bank", "file": lambda: "file"}
+    contexts = {"bank": lambda: "bank", "file": lambda: "file", "none": lambda: "none"}
     assert select_context_source("", contexts) == "bank" and select_context_source("ref.png", contexts) == "file"
+    assert select_context_source("", contexts, context_source="none") == "none"
+    with pytest.raises(ValueError, match="needs context_image"):
+        select_context_source("", contexts, context_source="file")
+    with pytest.raises(ValueError, match="unknown context_source 'style'"):
+        select_context_source("", contexts, context_source="style")
+
+
+def test_no_context_image_uses_the_null_image_tokens(ckpt, tmp_path):
+    generator = _generator(ckpt)
+    record = generator.plan(0, 7)
+    with_image = generator.generate(record)
+    generator.context_source = NoContextImageSource()
+    record["context_image"] = generator.context_source.plan(0, 7, "breast")
+    without = generator.generate(record)
+    assert without.image.shape == with_image.image.shape
+    assert not torch.equal(without.image, with_image.image)
+    torch.testing.assert_close(generator.regenerate(record).image, without.image, rtol=0, atol=0)
 
 
 # --------------------------------------------------------------------------------------------- context sources

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from usgen_monai.data.simulator import PRESET_TARGETS, UNIFIED_CLASSES, UltrasoundSimulator, sample_seed
+from usgen_monai.engines.generation import NoContextImageSource
 from usgen_monai.metrics import (
     compare_speckle_statistics,
     context_effect,
@@ -79,7 +80,9 @@ class GeneratorEvaluation:
         num_generated: generated pairs per preset (mask consistency, realism).
         num_diversity_masks: masks per preset for the diversity and controllability measurements.
         samples_per_mask: generated images per mask for the diversity measurement.
-        gain_db: (low, high) gain overrides for the controllability measurement.
+        gain_db: (low, high) gain overrides for the controllability measurement, made with the sample's context
+            image and without one (tabular context alone); the context image's own effect is measured with the
+            darkest and the brightest image of the preset's context bank.
         seed: seeds the real images (offset far from training seeds) and the generated ones.
         output_dir: where ``metrics.json`` and a sample grid are written; None writes nothing.
     """
@@ -123,6 +126,23 @@ class GeneratorEvaluation:
         pairs = [self.generator.generate(r) for r in records]
         return torch.stack([p.image[None] for p in pairs]), torch.stack([p.label[None] for p in pairs])
 
+    def _generate_without_image(self, record: dict) -> torch.Tensor:
+        saved = self.generator.context_source
+        self.generator.context_source = NoContextImageSource()
+        try:
+            return self._generate([record])[0]
+        finally:
+            self.generator.context_source = saved
+
+    def _contrasting_context_images(self, preset: str) -> list[tuple[dict, float]]:
+        """``(request, mean intensity)`` of the darkest and the brightest image of the preset's context bank."""
+        source = self.generator.context_source
+        bank = source.bank(preset)
+        pool = bank.candidates(preset=preset) if source.simulated else np.arange(len(bank))
+        means = bank.images[pool].mean(dim=(1, 2, 3))
+        picks = [int(pool[int(torch.argmin(means))]), int(pool[int(torch.argmax(means))])]
+        return [(source.request(k, preset), float(bank.images[k].mean())) for k in picks]
+
     def _records(self, preset: str, count: int, offset: int) -> list[dict]:
         gen = self.generator
         saved = gen.presets, gen.finding
@@ -153,6 +173,8 @@ class GeneratorEvaluation:
             # diversity: one mask, several noises and context images; and across masks
             base = self._records(preset, self.num_diversity_masks, 10_000)
             within, effects_low, effects_high = [], [], []
+            tabular_low, tabular_high, dark, bright = [], [], [], []
+            contrast = self._contrasting_context_images(preset)
             for k, record in enumerate(base):
                 variants = []
                 for j in range(self.samples_per_mask):
@@ -168,6 +190,12 @@ class GeneratorEvaluation:
                     r = copy.deepcopy(record)
                     r["context_overrides"] = {**r.get("context_overrides", {}), "gain_db": gain}
                     bucket.append(self._generate([r])[0])
+                    r["context_image"] = {"type": NoContextImageSource.type}
+                    (tabular_low if bucket is effects_low else tabular_high).append(self._generate_without_image(r))
+                for (request, _), bucket in zip(contrast, (dark, bright)):
+                    r = copy.deepcopy(record)
+                    r["context_image"] = request
+                    bucket.append(self._generate([r])[0])
             across = pairwise_ms_ssim(gen[: max(2, min(len(gen), 16))])
             low, high = torch.cat(effects_low), torch.cat(effects_high)
             real_dice = segmentation_dice(self.segmenter, real, unified_target(real_maps, [preset] * len(real)))
@@ -178,6 +206,11 @@ class GeneratorEvaluation:
                 "ms_ssim_within_mask": float(np.mean(within)),
                 "ms_ssim_across_masks": across,
                 "gain_effect": context_effect(low, high),
+                "gain_effect_without_context_image": context_effect(torch.cat(tabular_low), torch.cat(tabular_high)),
+                "context_image_effect": {
+                    **context_effect(torch.cat(dark), torch.cat(bright)),
+                    "context_image_means": [mean for _, mean in contrast],
+                },
             }
             all_real.append(real)
             all_gen.append(gen)

@@ -103,6 +103,8 @@ __all__ = [
     "sampling_steps",
     "select_context_source",
     "select_mask_source",
+    "NoContextImageSource",
+    "CONTEXT_SOURCES",
 ]
 
 logger = logging.getLogger(__name__)
@@ -709,12 +711,13 @@ class ContextImage:
     """An appearance context.
 
     Attributes:
-        image: ``(1, H, W)`` float image in ``[0, 1]`` at the generator's image size.
+        image: ``(1, H, W)`` float image in ``[0, 1]`` at the generator's image size; ``None`` for no context image
+            (the translator's learned null image tokens, which condition dropout trained).
         context: the image's tabular record when known (a simulated image's acquisition), else empty.
         spacing_mm: ``(row, column)`` pixel spacing in mm when known.
     """
 
-    image: torch.Tensor
+    image: torch.Tensor | None
     context: dict[str, Any]
     spacing_mm: tuple[float, float] | None = None
 
@@ -854,20 +857,26 @@ class BankContextSource:
                 self._reference = read_grey_image(self.style_reference, self.image_size)
             nearest = bank.select(k=self.style_top_k, style_reference=self._reference, **filters)
             chosen = nearest[int(torch.randint(len(nearest), (1,), generator=generator))]
+        return self.request(int(chosen), preset)
+
+    def request(self, bank_index: int, preset: str) -> dict[str, Any]:
+        """The request for image ``bank_index`` of ``preset``'s bank (what :py:meth:`plan` returns for it)."""
+        bank = self.bank(preset)
         request = {
             "type": self.type,
             "dataset_dir": self.dataset_dir,
             "preset": preset,
-            "bank_index": int(chosen),
+            "bank_index": int(bank_index),
             "bank_size": self.bank_size,
             "bank_seed": self.bank_seed,
             "style_reference": None if self.style_reference is None else str(self.style_reference),
             "size": list(self.image_size),
         }
+        record = bank.contexts[bank_index]
         if self.simulated:
-            request.update(simulator_seed=int(bank.contexts[chosen]["simulator_seed"]), difficulty=self.difficulty)
+            request.update(simulator_seed=int(record["simulator_seed"]), difficulty=self.difficulty)
         else:
-            request.update(path=bank.contexts[chosen]["path"], sha256=bank.contexts[chosen]["sha256"])
+            request.update(path=record["path"], sha256=record["sha256"])
         return request
 
     def draw(self, request: Mapping[str, Any]) -> ContextImage:
@@ -924,17 +933,46 @@ class FileContextSource:
         return ContextImage(read_grey_image(path, _size2(request["size"])), {}, None)
 
 
+class NoContextImageSource:
+    """No context image: appearance comes from the tabular context alone (the translator's null image tokens stand
+    in for the image, as condition dropout trained them)."""
+
+    type = "none"
+
+    def plan(self, index: int, seed: int, preset: str) -> dict[str, Any]:
+        return {"type": self.type}
+
+    def draw(self, request: Mapping[str, Any]) -> ContextImage:
+        _check_request(request, self.type)
+        return ContextImage(None, {}, None)
+
+
+#: context sources :py:func:`select_context_source` chooses from
+CONTEXT_SOURCES = ("bank", "file", "none")
+
+
 def select_context_source(
-    context_image: str | os.PathLike | None = "", sources: Mapping[str, Callable] | None = None
+    context_image: str | os.PathLike | None = "",
+    sources: Mapping[str, Callable] | None = None,
+    context_source: str | None = "",
 ) -> Any:
-    """Build the context source a run asks for: ``"file"`` when ``context_image`` names a file, else ``"bank"``.
+    """Build the context source a run asks for: ``context_source`` when given (``"bank"``, ``"file"`` or ``"none"``),
+    else ``"file"`` when ``context_image`` names a file and ``"bank"`` otherwise.
 
     Args:
         context_image: the user's context image, or empty.
-        sources: ``{"bank": callable, "file": callable}`` building each source.
+        sources: ``{"bank": callable, "file": callable, "none": callable}`` building each source.
+        context_source: the source's name, or empty to decide from ``context_image``.
+
+    Raises:
+        ValueError: an unknown or unconfigured source, or ``"file"`` without ``context_image``.
     """
     sources = dict(sources or {})
-    name = "file" if context_image else "bank"
+    name = context_source or ("file" if context_image else "bank")
+    if name not in CONTEXT_SOURCES:
+        raise ValueError(f"unknown context_source {name!r}; expected one of {list(CONTEXT_SOURCES)}.")
+    if name == "file" and not context_image:
+        raise ValueError("context_source='file' needs context_image=FILE.")
     if name not in sources:
         raise ValueError(f"no {name!r} context source was configured; configured: {sorted(sources)}.")
     return sources[name]()
@@ -1388,7 +1426,9 @@ class PairGenerator:
         spacing = mask.spacing_mm if mask.spacing_mm is not None else context_image.spacing_mm
 
         categorical, scalars = self.vocabulary.encode([context], device=device)
-        image_latents = encode_latents(self.autoencoder, context_image.image[None].to(device), self.scale_factor)
+        image_latents = None
+        if context_image.image is not None:
+            image_latents = encode_latents(self.autoencoder, context_image.image[None].to(device), self.scale_factor)
         tokens = self.translator.encode_context(categorical, scalars, image_latents)
         semantic = label_to_onehot(mask.label[None, None].to(device), len(self.class_names))
         conditions = {"semantic": semantic, "context": tokens}
