@@ -6,7 +6,10 @@ depend on the weight values) and dual guidance (3 conditioned passes per step, b
 same translator run on the image itself (1 channel at full resolution, a ControlNet without downsampling), i.e. what
 the latent autoencoder saves. Mask consistency needs the shipped weights and segmenter (bundles/csg/models).
 
-    OMP_NUM_THREADS=1 python benchmarks/csg_sampling.py --out benchmarks/results/csg_sampling.json
+    python benchmarks/csg_sampling.py --threads 1 2 --out benchmarks/results/csg_sampling.json
+
+Networks run in ``channels_last`` memory format, as the inference config loads them; one contiguous run at the fewest
+steps gives the ratio. ``--threads`` lists torch intra-op thread counts (2 = both cores of the project's machine).
 """
 
 from __future__ import annotations
@@ -62,34 +65,47 @@ def time_sampling(translator, decoder, latent_shape, size: int, steps: int, repe
     return statistics.median(times[1:])
 
 
-def throughput(args) -> dict:
+def throughput(args, threads: int) -> dict:
+    torch.set_num_threads(threads)
     out = {}
+    channels_last = {"memory_format": torch.channels_last}
     for size in args.sizes:
         latent = [3, size // 4, size // 4]
         parser = _parser(latent_shape=latent)
-        translator, autoencoder = parser.get_parsed_content("translator_def").eval(), parser.get_parsed_content(
-            "autoencoder_def"
-        ).eval()
+        translator = parser.get_parsed_content("translator_def").eval().to(**channels_last)
+        autoencoder = parser.get_parsed_content("autoencoder_def").eval().to(**channels_last)
         for steps in args.steps:
             t = time_sampling(translator, autoencoder, latent, size, steps, args.repeats)
             out[f"latent_{size}_steps{steps}_pairs_per_s"] = round(1.0 / t, 3)
-            print(size, "latent", steps, round(1 / t, 3), flush=True)
+            print(threads, "threads", size, "latent", steps, round(1 / t, 3), flush=True)
+        steps = min(args.steps)
+        t_contiguous = time_sampling(
+            translator.to(memory_format=torch.contiguous_format),
+            autoencoder.to(memory_format=torch.contiguous_format),
+            latent,
+            size,
+            steps,
+            args.repeats,
+        )
+        out[f"channels_last_speedup_{size}_steps{steps}"] = round(
+            t_contiguous * out[f"latent_{size}_steps{steps}_pairs_per_s"], 2
+        )
         if size not in args.pixel_sizes:
             continue
         # pixel space: the same translator on 1-channel full-resolution images, no autoencoder
         pixel = _parser(latent_shape=[1, size, size])
         pixel.update({"translator_def#conditioning_embedding_num_channels": [16], "context_encoder_def#image_channels": 0})
-        pixel_translator = pixel.get_parsed_content("translator_def").eval()
-        steps = min(args.steps)
+        pixel_translator = pixel.get_parsed_content("translator_def").eval().to(**channels_last)
         t_pixel = time_sampling(pixel_translator, None, [1, size, size], size, steps, max(1, args.repeats // 2))
         t_latent = 1.0 / out[f"latent_{size}_steps{steps}_pairs_per_s"]
         out[f"pixel_{size}_steps{steps}_pairs_per_s"] = round(1.0 / t_pixel, 3)
         out[f"latent_speedup_over_pixel_{size}"] = round(t_pixel / t_latent, 2)
-        print(size, "pixel", steps, round(1 / t_pixel, 3), flush=True)
+        print(threads, "threads", size, "pixel", steps, round(1 / t_pixel, 3), flush=True)
     return out
 
 
 def consistency(args) -> dict:
+    torch.set_num_threads(max(args.threads))
     models = REPO / "bundles" / "csg" / "models"
     if not all((models / f).exists() for f in ("model.pt", "autoencoder.pt", "segmenter.pt")):
         return {"skipped": "no shipped weights in bundles/csg/models"}
@@ -125,12 +141,13 @@ def main():
     # pixel space at 256 runs out of memory here (23 GB): its attention levels see 128x128 and 64x64 tokens
     p.add_argument("--pixel-sizes", type=int, nargs="+", default=[128])
     p.add_argument("--consistency-pairs", type=int, default=24)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--out", default=None)
     args = p.parse_args()
     report = {
         "benchmark": "csg_sampling",
-        "threads": torch.get_num_threads(),
-        "throughput": throughput(args),
+        "memory_format": "channels_last",
+        "throughput": {f"threads_{n}": throughput(args, n) for n in args.threads},
         "mask_consistency": consistency(args),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
     }

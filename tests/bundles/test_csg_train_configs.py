@@ -138,6 +138,47 @@ def test_every_stage_trains_on_a_user_dataset(trained_autoencoder, tmp_path):
     assert any(not torch.equal(tuned[k], pretrained[k]) for k in tuned if k.startswith("controlnet."))
 
 
+def test_spade_translator_trains_and_generates(trained_autoencoder, tmp_path):
+    spade = {
+        "network_def": "@spade_translator_def",
+        "semantic_mode": "spade",
+        "spade_translator_def#channels": [16, 16, 16],
+        "spade_translator_def#norm_num_groups": 8,
+        "spade_translator_def#spade_intermediate_channels": 8,
+    }
+    models = trained_autoencoder / "models"
+    _train(
+        "train_diffusion.json",
+        tmp_path,
+        autoencoder_path=str(models / "autoencoder.pt"),
+        **TINY_DIFFUSION,
+        **SMALL_RUN,
+        **spade,
+    )
+    model = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert model["constants"]["semantic_mode"] == "spade"
+    assert any("mlp_gamma" in k for k in model["state_dicts"]["translator"])  # SPADE modulation layers
+    (tmp_path / "models" / "autoencoder.pt").write_bytes((models / "autoencoder.pt").read_bytes())
+    out = tmp_path / "generated"
+    bundle_run(
+        config_file=str(CONFIGS / "inference.json"),
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=False,
+        bundle_root=str(REPO / "bundles" / "csg"),
+        ckpt_dir=str(tmp_path / "models"),
+        output_dir=str(out),
+        num_samples=1,
+        num_inference_steps=2,
+        bank_size=2,
+        progress=False,
+        **{k: v for k, v in TINY_DIFFUSION.items() if k != "image_size"},
+        **spade,
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "datalist.json", "dataset.json", "sample_000000_image.png", "sample_000000_label.png"
+    ]
+
+
 def test_network_definitions_agree_across_configs():
     configs = {name: _config(name) for name in ("train_autoencoder.json", "train_diffusion.json")}
     assert configs["train_autoencoder.json"]["autoencoder_def"] == configs["train_diffusion.json"]["autoencoder_def"]
@@ -145,7 +186,7 @@ def test_network_definitions_agree_across_configs():
     if inference.exists():  # the inference config must load the weights these configs write
         inf = json.loads(inference.read_text())
         for key, source in (("autoencoder_def", "train_autoencoder.json"), ("translator_def", "train_diffusion.json"),
-                            ("context_encoder_def", "train_diffusion.json")):
+                            ("context_encoder_def", "train_diffusion.json"), ("spade_translator_def", "train_diffusion.json")):
             assert inf[key] == configs.get(source, _config(source))[key], key
         assert inf["mask_prior_def"] == _config("train_mask_prior.json")["mask_prior_def"]
 
