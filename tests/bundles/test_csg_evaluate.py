@@ -51,3 +51,32 @@ def test_evaluate_overlay_writes_all_metrics(models, tmp_path):  # noqa: F811
         assert m["speckle_statistics"], "no class in common between generated and real images"
     assert metrics["frechet_distance_segmenter_features"] >= 0
     assert (out / "real_vs_generated.png").stat().st_size > 0
+
+
+def test_mask_consistency_alone_compares_models(models, tmp_path):  # noqa: F811
+    parser = ConfigParser()
+    parser.read_config([str(INFERENCE), str(EVALUATE)])
+    parser.update({**TINY, "segmenter_def#channels": [4, 4, 4, 4]})
+    save_checkpoint(models / "segmenter.pt", {"segmenter": parser.get_parsed_content("segmenter_def")},
+                    {"image_size": [32, 32]})  # fmt: skip
+    out = tmp_path / "eval"
+    bundle_run(
+        config_file=[str(INFERENCE), str(EVALUATE)],
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=False,
+        bundle_root=str(REPO / "bundles" / "csg"),
+        ckpt_dir=str(models),
+        evaluation_dir=str(out),
+        num_real=4,
+        num_generated=3,
+        num_diversity_masks=0,
+        samples_per_mask=1,
+        num_inference_steps=2,
+        bank_size=2,
+        progress=False,
+        evaluation_presets=["msk"],
+        **{**TINY, "segmenter_def#channels": [4, 4, 4, 4]},
+    )
+    metrics = json.loads((out / "metrics.json").read_text())["presets"]["msk"]
+    assert {"dice_generated", "dice_real", "ratio"} <= set(metrics["mask_consistency"])
+    assert "gain_effect" not in metrics and "ms_ssim_within_mask" not in metrics

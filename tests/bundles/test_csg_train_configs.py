@@ -101,6 +101,11 @@ def test_mask_prior_config(tmp_path):
     assert set(prior["state_dicts"]) == {"mask_prior"}
     assert prior["constants"]["image_size"] == [32, 32]
     assert prior["constants"]["condition_fields"] == ["preset", "finding"]
+    # training goes on from given weights (learning rate 0: the written weights are the given ones)
+    _train("train_mask_prior.json", tmp_path / "again", pretrained_path=str(tmp_path / "models" / "mask_prior.pt"),
+           learning_rate=0.0, **TINY_PRIOR, **SMALL_RUN)  # fmt: skip
+    again = torch.load(tmp_path / "again" / "models" / "mask_prior.pt", weights_only=True)["state_dicts"]["mask_prior"]
+    assert all(torch.equal(again[k], v) for k, v in prior["state_dicts"]["mask_prior"].items())
 
 
 def test_every_stage_trains_on_a_user_dataset(trained_autoencoder, tmp_path):

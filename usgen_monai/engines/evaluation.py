@@ -78,7 +78,8 @@ class GeneratorEvaluation:
         presets: presets evaluated.
         num_real: real images per preset.
         num_generated: generated pairs per preset (mask consistency, realism).
-        num_diversity_masks: masks per preset for the diversity and controllability measurements.
+        num_diversity_masks: masks per preset for the diversity and controllability measurements (0 skips them, e.g.
+            to compare models by mask consistency alone).
         samples_per_mask: generated images per mask for the diversity measurement.
         gain_db: (low, high) gain overrides for the controllability measurement, made with the sample's context
             image and without one (tabular context alone); the context image's own effect is measured with the
@@ -100,7 +101,7 @@ class GeneratorEvaluation:
         seed: int = 12345,
         output_dir: str | os.PathLike | None = None,
     ) -> None:
-        if samples_per_mask < 2:
+        if num_diversity_masks > 0 and samples_per_mask < 2:
             raise ValueError(f"samples_per_mask must be >= 2 for pairwise diversity, got {samples_per_mask}.")
         self.generator = generator
         self.segmenter = segmenter.eval()
@@ -152,6 +153,45 @@ class GeneratorEvaluation:
         finally:
             gen.presets, gen.finding = saved
 
+    def _diversity_and_controllability(self, preset: str) -> dict[str, Any]:
+        """MS-SSIM among samples of one mask (several noises and context images), and the effects of gain (with the
+        sample's context image and without one) and of a dark vs bright context image, on the same masks."""
+        base = self._records(preset, self.num_diversity_masks, 10_000)
+        within, gain_low, gain_high, tabular_low, tabular_high, dark, bright = [], [], [], [], [], [], []
+        contrast = self._contrasting_context_images(preset)
+        for record in base:
+            variants = []
+            for j in range(self.samples_per_mask):
+                r = copy.deepcopy(record)
+                r["seeds"]["noise"] = sample_seed(record["sample_seed"], 100 + j)
+                r["context_image"] = self.generator.context_source.plan(
+                    j, sample_seed(record["sample_seed"], 200 + j), preset
+                )
+                variants.append(r)
+            images, _ = self._generate(variants)
+            within.append(pairwise_ms_ssim(images))
+            for gain, with_image, without_image in zip(
+                self.gain_db, (gain_low, gain_high), (tabular_low, tabular_high)
+            ):
+                r = copy.deepcopy(record)
+                r["context_overrides"] = {**r.get("context_overrides", {}), "gain_db": gain}
+                with_image.append(self._generate([r])[0])
+                r["context_image"] = {"type": NoContextImageSource.type}
+                without_image.append(self._generate_without_image(r))
+            for (request, _), bucket in zip(contrast, (dark, bright)):
+                r = copy.deepcopy(record)
+                r["context_image"] = request
+                bucket.append(self._generate([r])[0])
+        return {
+            "ms_ssim_within_mask": float(np.mean(within)),
+            "gain_effect": context_effect(torch.cat(gain_low), torch.cat(gain_high)),
+            "gain_effect_without_context_image": context_effect(torch.cat(tabular_low), torch.cat(tabular_high)),
+            "context_image_effect": {
+                **context_effect(torch.cat(dark), torch.cat(bright)),
+                "context_image_means": [mean for _, mean in contrast],
+            },
+        }
+
     @torch.no_grad()
     def run(self) -> dict[str, Any]:
         results: dict[str, Any] = {"presets": {}}
@@ -170,48 +210,15 @@ class GeneratorEvaluation:
                 unified_target(real_maps, [preset] * len(real)),
             )
             speckle = compare_speckle_statistics(gen, gen_maps, real, real_maps, len(UNIFIED_CLASSES), UNIFIED_CLASSES)
-            # diversity: one mask, several noises and context images; and across masks
-            base = self._records(preset, self.num_diversity_masks, 10_000)
-            within, effects_low, effects_high = [], [], []
-            tabular_low, tabular_high, dark, bright = [], [], [], []
-            contrast = self._contrasting_context_images(preset)
-            for k, record in enumerate(base):
-                variants = []
-                for j in range(self.samples_per_mask):
-                    r = copy.deepcopy(record)
-                    r["seeds"]["noise"] = sample_seed(record["sample_seed"], 100 + j)
-                    r["context_image"] = self.generator.context_source.plan(
-                        j, sample_seed(record["sample_seed"], 200 + j), preset
-                    )
-                    variants.append(r)
-                images, _ = self._generate(variants)
-                within.append(pairwise_ms_ssim(images))
-                for gain, bucket in zip(self.gain_db, (effects_low, effects_high)):
-                    r = copy.deepcopy(record)
-                    r["context_overrides"] = {**r.get("context_overrides", {}), "gain_db": gain}
-                    bucket.append(self._generate([r])[0])
-                    r["context_image"] = {"type": NoContextImageSource.type}
-                    (tabular_low if bucket is effects_low else tabular_high).append(self._generate_without_image(r))
-                for (request, _), bucket in zip(contrast, (dark, bright)):
-                    r = copy.deepcopy(record)
-                    r["context_image"] = request
-                    bucket.append(self._generate([r])[0])
-            across = pairwise_ms_ssim(gen[: max(2, min(len(gen), 16))])
-            low, high = torch.cat(effects_low), torch.cat(effects_high)
             real_dice = segmentation_dice(self.segmenter, real, unified_target(real_maps, [preset] * len(real)))
             results["presets"][preset] = {
                 "mask_consistency": consistency,
                 "segmenter_dice_real": real_dice,
                 "speckle_statistics": speckle,
-                "ms_ssim_within_mask": float(np.mean(within)),
-                "ms_ssim_across_masks": across,
-                "gain_effect": context_effect(low, high),
-                "gain_effect_without_context_image": context_effect(torch.cat(tabular_low), torch.cat(tabular_high)),
-                "context_image_effect": {
-                    **context_effect(torch.cat(dark), torch.cat(bright)),
-                    "context_image_means": [mean for _, mean in contrast],
-                },
+                "ms_ssim_across_masks": pairwise_ms_ssim(gen[: max(2, min(len(gen), 16))]),
             }
+            if self.num_diversity_masks > 0:
+                results["presets"][preset].update(self._diversity_and_controllability(preset))
             all_real.append(real)
             all_gen.append(gen)
         features = downsampling_features(self.segmenter)
