@@ -137,7 +137,7 @@ def test_every_stage_trains_on_a_user_dataset(trained_autoencoder, tmp_path):
         **user,
     )
     rolling = torch.load(tuned_dir / "runs" / "train_diffusion.json" / "checkpoint.pt", weights_only=True)
-    assert rolling["state_dicts"]["trainer"]["iteration"] == 3  # 5 readable images (the broken one skipped) / 2
+    assert rolling["state_dicts"]["trainer"]["iteration"] == 2  # 4 of 5 readable images in training (1 validation) / 2
     tuned = torch.load(tuned_dir / "models" / "model.pt", weights_only=True)["state_dicts"]["translator"]
     assert all(torch.equal(tuned[k], pretrained[k]) for k in tuned if k.startswith(("unet.", "context_encoder.")))
     assert any(not torch.equal(tuned[k], pretrained[k]) for k in tuned if k.startswith("controlnet."))
@@ -257,3 +257,29 @@ def test_controlnet_fine_tuning_from_pretrained_weights_keeps_the_base(trained_a
     assert base_keys and control_keys
     assert all(torch.equal(tuned[k], pretrained[k]) for k in base_keys)
     assert any(not torch.equal(tuned[k], pretrained[k]) for k in control_keys)
+
+
+@pytest.mark.parametrize(
+    "name, overrides, metric",
+    [
+        ("train_autoencoder.json", TINY_AE, "val_l1"),
+        ("train_diffusion.json", TINY_DIFFUSION, "val_mse"),
+        ("train_mask_prior.json", TINY_PRIOR, "val_mse"),
+        ("train_segmenter.json", {"image_size": [64, 64], "segmenter_def#channels": [8, 8, 8, 8]}, "val_mean_dice"),
+    ],
+)
+def test_every_config_validates_each_epoch_on_unseen_images(trained_autoencoder, tmp_path, name, overrides, metric):
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / name))
+    parser.update({**overrides, **SMALL_RUN, "num_val_samples_per_preset": 1, "max_epochs": 2,
+                   "output_dir": str(tmp_path / "runs"), "ckpt_dir": str(tmp_path / "models"),
+                   "autoencoder_path": str(trained_autoencoder / "models" / "autoencoder.pt")})  # fmt: skip
+    parser.get_parsed_content("initialize")
+    evaluator = parser.get_parsed_content("validate#evaluator")
+    epochs = []
+    evaluator.add_event_handler("EPOCH_COMPLETED", lambda engine: epochs.append(engine.state.metrics[metric]))
+    parser.get_parsed_content("train#trainer").run()
+    assert len(epochs) == 2 and all(np.isfinite(v) for v in epochs)
+    train_images = parser.get_parsed_content("train#dataset")[0]["image"]
+    val_images = parser.get_parsed_content("validate#dataset")[0]["image"]
+    assert not np.array_equal(np.asarray(train_images), np.asarray(val_images))

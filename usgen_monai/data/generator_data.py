@@ -16,6 +16,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 __all__ = [
     "SIMULATOR",
+    "SUBSETS",
     "GENERATOR_CONTEXT_FIELDS",
     "BINARY_MASK_CLASSES",
     "UserGeneratorDataset",
@@ -87,9 +88,14 @@ class UserGeneratorDataset(Dataset):
         context_fields: flat context fields kept (what the context vocabulary encodes).
         transform: MONAI transform applied to each item.
         class_names: the unified label classes.
+        subset: ``"all"`` items, or the ``"training"`` or ``"validation"`` part of a split by
+            :py:func:`usgen_monai.data.datasets.split_dataset` with seed 0 (stable across runs and file listings;
+            images of one subject stay together).
+        validation_fraction: the validation part of that split.
 
     Raises:
-        ValueError: unknown preset, finding or mask class; no usable item (the message lists why files were skipped).
+        ValueError: unknown preset, finding, mask class or subset; no usable item (the message lists why files were
+            skipped).
         usgen_monai.data.datasets.DatasetLayoutError: the folder is not a data set of a known layout.
     """
 
@@ -106,8 +112,12 @@ class UserGeneratorDataset(Dataset):
         context_fields: Sequence[str] = GENERATOR_CONTEXT_FIELDS,
         transform: Callable | None = None,
         class_names: Sequence[str] | None = None,
+        subset: str = "all",
+        validation_fraction: float = 0.1,
     ) -> None:
-        from usgen_monai.data.datasets import detect_layout, load_dataset
+        from usgen_monai.data.datasets import detect_layout, load_dataset, split_dataset
+
+        _check_subset(subset, validation_fraction)
         from usgen_monai.data.simulator import PRESET_FINDINGS, UNIFIED_CLASSES
 
         if preset not in PRESET_FINDINGS:
@@ -135,6 +145,10 @@ class UserGeneratorDataset(Dataset):
         items = load_dataset(
             dataset_dir, layout=self.layout, **({} if self.layout == "monai" else {"check_sizes": False})
         )
+        if subset != "all":
+            training, validation = split_dataset(items, (1.0 - validation_fraction, validation_fraction), seed=0)
+            items = training if subset == "training" else validation
+        self.subset = subset
         for item in _progress(items, f"reading {self.dataset_dir}"):
             image_path = str(item.get("image", ""))
             try:
@@ -220,6 +234,16 @@ class UserGeneratorDataset(Dataset):
         return item
 
 
+SUBSETS = ("all", "training", "validation")
+
+
+def _check_subset(subset: str, validation_fraction: float) -> None:
+    if subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {list(SUBSETS)}, got subset={subset!r}.")
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in (0, 1), got validation_fraction={validation_fraction}.")
+
+
 def _progress(items: Sequence[Any], description: str):
     try:
         from tqdm import tqdm
@@ -240,6 +264,8 @@ def generator_training_dataset(
     layout: str = "auto",
     finding: str | None = "",
     mask_class: str | None = "",
+    subset: str = "all",
+    validation_fraction: float = 0.1,
 ):
     """Items ``{"image", "label", "label_map" (unified classes), "context", ["context_image"]}`` for training.
 
@@ -255,6 +281,10 @@ def generator_training_dataset(
         context_fields: flat context fields kept (what the context vocabulary encodes).
         transform: MONAI transform applied to each item.
         layout, finding, mask_class: for a user's data set, see :py:class:`UserGeneratorDataset`.
+        subset: ``"all"``, ``"training"`` or ``"validation"``. The simulator's validation images use seeds
+            ``seed + 1000 + k`` (never those of training); a user's data set is split as
+            :py:class:`UserGeneratorDataset` says.
+        validation_fraction: a user's data set's validation part.
 
     Raises:
         ValueError: a user's data set with other than one preset, or any error of :py:class:`UserGeneratorDataset`.
@@ -277,8 +307,13 @@ def generator_training_dataset(
             with_context_image=with_context_image,
             context_fields=context_fields,
             transform=transform,
+            subset=subset,
+            validation_fraction=validation_fraction,
         )
     from usgen_monai.data.simulator import SimulatedUltrasoundDataset
+
+    _check_subset(subset, validation_fraction)
+    offset = 1000 if subset == "validation" else 0
 
     return ConcatDataset(
         [
@@ -286,7 +321,7 @@ def generator_training_dataset(
                 preset=preset,
                 num_samples=num_samples_per_preset,
                 size=tuple(size),
-                seed=seed + k,
+                seed=seed + offset + k,
                 unified_labels=True,
                 context_fields=context_fields,
                 with_context_image=with_context_image,

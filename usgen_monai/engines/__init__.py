@@ -14,12 +14,19 @@ from .context import ContextVocabulary, simulator_vocabulary
 from .evaluation import GeneratorEvaluation
 from .generation import PairGenerator, PairWriter
 from .guidance import ClassifierFreeGuidance, DualGuidance, combine_guidance
-from .prepare_batch import LabelMapPrepareBatch, TranslatorPrepareBatch, encode_latents, label_to_onehot
+from .prepare_batch import (
+    LabelMapPrepareBatch,
+    SeededPrepareBatch,
+    TranslatorPrepareBatch,
+    encode_latents,
+    label_to_onehot,
+)
 from .sampler import DiffusionSampler, LabelMapSample, LabelMapSampler, LatentSample, LatentSampler
 from .schedulers import SCHEDULES, DDIMSchedule, NoiseSchedule, RFlowSchedule, build_schedule
 from .trainers import (
     AutoencoderKLTrainer,
     DenoiserInferer,
+    ReconstructionInferer,
     LatentScaleFactorHandler,
     compute_latent_scale_factor,
     kl_divergence,
@@ -42,6 +49,7 @@ __all__ = [
     "DualGuidance",
     "combine_guidance",
     "LabelMapPrepareBatch",
+    "SeededPrepareBatch",
     "TranslatorPrepareBatch",
     "encode_latents",
     "label_to_onehot",
@@ -57,6 +65,7 @@ __all__ = [
     "build_schedule",
     "AutoencoderKLTrainer",
     "DenoiserInferer",
+    "ReconstructionInferer",
     "LatentScaleFactorHandler",
     "compute_latent_scale_factor",
     "kl_divergence",

@@ -21,7 +21,7 @@ from monai.networks.utils import one_hot
 from usgen_monai.engines.context import ContextVocabulary
 from usgen_monai.engines.schedulers import NoiseSchedule
 
-__all__ = ["encode_latents", "label_to_onehot", "TranslatorPrepareBatch", "LabelMapPrepareBatch"]
+__all__ = ["encode_latents", "label_to_onehot", "TranslatorPrepareBatch", "LabelMapPrepareBatch", "SeededPrepareBatch"]
 
 
 @torch.no_grad()
@@ -268,3 +268,32 @@ class LabelMapPrepareBatch(PrepareBatch):
             drop = torch.rand(labels.shape[0], device=x0.device) < self.drop_condition_prob
             infer_kwargs["class_labels"] = torch.where(drop, torch.full_like(labels, self.null_class_label), labels)
         return x0, target, (), infer_kwargs
+
+
+class SeededPrepareBatch(PrepareBatch):
+    """Another ``prepare_batch`` run with fixed randomness, for validation: every call draws its noise, timesteps and
+    condition dropout from the global generators seeded with ``seed``, inside ``torch.random.fork_rng`` so the
+    training's random stream is left as it was. A validation loss then changes only when the network does.
+
+    Args:
+        prepare_batch: e.g. a :py:class:`TranslatorPrepareBatch` or :py:class:`LabelMapPrepareBatch` (with its
+            dropout probabilities set to 0 for a validation loss of the fully conditioned model).
+        seed: the seed of every call.
+    """
+
+    def __init__(self, prepare_batch: PrepareBatch, seed: int = 0) -> None:
+        self.prepare_batch = prepare_batch
+        self.seed = int(seed)
+
+    def __call__(
+        self,
+        batchdata: Mapping[str, Any],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        cuda = device is not None and torch.device(device).type == "cuda"
+        devices = [torch.device(device).index or 0] if cuda else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed)
+            return self.prepare_batch(batchdata, device, non_blocking, **kwargs)

@@ -33,6 +33,7 @@ from usgen_monai.engines.schedulers import NoiseSchedule
 
 __all__ = [
     "DenoiserInferer",
+    "ReconstructionInferer",
     "AutoencoderKLTrainer",
     "compute_latent_scale_factor",
     "LatentScaleFactorHandler",
@@ -66,6 +67,15 @@ class DenoiserInferer(Inferer):
     ) -> torch.Tensor:
         noisy = self.schedule.add_noise(inputs, noise, timesteps)
         return network(noisy, timesteps, **conditions)
+
+
+class ReconstructionInferer(Inferer):
+    """Validation forward of an autoencoder: ``network.reconstruct(inputs)`` (MONAI ``AutoencoderKL`` decodes the
+    posterior mean, so the reconstruction is deterministic), instead of the ``(reconstruction, z_mu, z_sigma)`` tuple
+    its ``forward`` returns. Output shape = input shape ``(B, C, H, W)``."""
+
+    def __call__(self, inputs: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:  # type: ignore[override]
+        return network.reconstruct(inputs)
 
 
 def kl_divergence(z_mu: torch.Tensor, z_sigma: torch.Tensor) -> torch.Tensor:
