@@ -10,6 +10,7 @@ from usgen_monai.engines import (
     DenoiserInferer,
     LabelMapPrepareBatch,
     RFlowSchedule,
+    SeededPrepareBatch,
     TranslatorPrepareBatch,
     encode_latents,
     label_to_onehot,
@@ -114,6 +115,20 @@ class TestTranslatorPrepareBatch(unittest.TestCase):
         self.assertTrue(0.2 < kw["image_mask"].sum().item() / kept < 0.8)
         with self.assertRaisesRegex(ValueError, "drop_image_prob"):
             self._prepare(drop_image_prob=-0.1)
+
+    def test_seeded_prepare_batch_is_repeatable_and_leaves_the_global_stream(self):
+        seeded = SeededPrepareBatch(self._prepare(RFlowSchedule()), seed=3)
+        torch.manual_seed(0)
+        first = seeded(self.batch)
+        after_first = torch.rand(1)
+        torch.manual_seed(0)
+        expected_next = torch.rand(1)
+        second = seeded(self.batch)
+        torch.testing.assert_close(after_first, expected_next)  # the training's random stream is untouched
+        torch.testing.assert_close(first[3]["noise"], second[3]["noise"])
+        torch.testing.assert_close(first[3]["timesteps"], second[3]["timesteps"])
+        other = SeededPrepareBatch(self._prepare(RFlowSchedule()), seed=4)(self.batch)
+        self.assertFalse(torch.equal(other[3]["noise"], first[3]["noise"]))
 
     def test_errors(self):
         with self.assertRaisesRegex(ValueError, "sum to at most 1"):

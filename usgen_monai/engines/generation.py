@@ -3,7 +3,8 @@
 One pair is made in four steps by composed objects, each replaceable on its own::
 
     label map    <- mask source      (learned prior | procedural simulator geometry | the user's mask files)
-    context      <- context source   (an image from a style bank of simulated images | the user's context image)
+    context      <- context source   (an image from a style bank of simulated or of the user's images | the user's
+                                      context image | none)
                     + tabular context (preset, finding, probe, depth, frequency, gain, dynamic range)
     image        <- LatentSampler    (ControlNet translator, two guidance scales, DDIM or few-step DDIM, decoder)
     files        <- PairWriter       (PNG | NIfTI | DICOM + DICOM SEG, datalist.json, dataset.json)
