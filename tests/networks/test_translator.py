@@ -25,8 +25,11 @@ def _randomize_zero_init(net, seed: int = 1) -> None:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
 
 
-def _build(mode: str, with_context: bool = True) -> LatentTranslator:
+def _build(
+    mode: str, with_context: bool = True, global_context: bool = False, randomize: bool = True
+) -> LatentTranslator:
     common = dict(
+        global_context=global_context,
         latent_channels=C_LAT,
         num_classes=K,
         channels=(8, 16),
@@ -38,10 +41,10 @@ def _build(mode: str, with_context: bool = True) -> LatentTranslator:
     )
     if mode == "controlnet":
         net = ControlNetTranslator(conditioning_embedding_num_channels=(8, 16), **common)
+    else:
+        net = SPADETranslator(spade_intermediate_channels=8, **common)
+    if randomize:
         _randomize_zero_init(net)
-        return net
-    net = SPADETranslator(spade_intermediate_channels=8, **common)
-    _randomize_zero_init(net)
     return net
 
 
@@ -142,6 +145,30 @@ class TestTranslator(unittest.TestCase):
             self.assertEqual(spade_ids, semantic_ids)
         else:
             self.assertEqual({id(p) for p in net.controlnet.parameters()}, semantic_ids)
+
+    @parameterized.expand(MODES)
+    def test_global_context_path(self, mode, sem_size):
+        torch.manual_seed(3)
+        plain = _build(mode).eval()
+        torch.manual_seed(3)
+        net = _build(mode, global_context=True, randomize=False).eval()
+        net.load_state_dict(plain.state_dict(), strict=False)  # a trained model gains the (zero) path
+        self.assertEqual(
+            set(net.state_dict()) - set(plain.state_dict()), {"context_to_time.weight", "context_to_time.bias"}
+        )
+        semantic = _onehot(2, sem_size, 0)
+        a, b = _raw_context(2), _raw_context(2)
+        b["scalars"] = 1.0 - a["scalars"]
+        with torch.no_grad():
+            # zero-initialised: the outputs of the model it was loaded from
+            torch.testing.assert_close(net(self.x, self.t, semantic, **a), plain(self.x, self.t, semantic, **a))
+            net.context_to_time.weight.normal_(0, 0.5)
+            out_a, out_b = net(self.x, self.t, semantic, **a), net(self.x, self.t, semantic, **b)
+            self.assertGreater((out_a - out_b).abs().mean().item(), 1e-4)
+            tokens = net.encode_context(a["categorical"], a["scalars"], a["context_latents"])
+            torch.testing.assert_close(net(self.x, self.t, semantic, context=tokens), out_a)
+            self.assertIsNone(net._global_bias)  # nothing leaks into the next call
+        _build(mode, with_context=False, global_context=True)  # no context encoder: no path, no error
 
     def test_without_context(self):
         net = _build("controlnet", with_context=False).eval()

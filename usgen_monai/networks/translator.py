@@ -111,6 +111,36 @@ class LatentTranslator(nn.Module):
             null["context"] = tokens.to(device=ctx.device, dtype=ctx.dtype)
         return null
 
+    # ---- global context ---------------------------------------------------------------------------------------------
+    def _init_global_context(self, enabled: bool) -> None:
+        """With ``enabled`` (and a context encoder), a zero-initialised linear map from the mean context token to the
+        denoiser's timestep embedding, added where MONAI adds class embeddings: a direct, position-independent path
+        for global appearance fields (gain, dynamic range) besides cross-attention. Zero initialisation leaves a
+        trained model's outputs unchanged until fine-tuning teaches the path."""
+        self._global_bias: torch.Tensor | None = None
+        self.context_to_time: nn.Linear | None = None
+        if not enabled or self.context_encoder is None:
+            return
+        time_embed = self.unet.time_embed
+        self.context_to_time = nn.Linear(self.context_encoder.embed_dim, time_embed[-1].out_features)
+        nn.init.zeros_(self.context_to_time.weight)
+        nn.init.zeros_(self.context_to_time.bias)
+        time_embed.register_forward_hook(self._add_global_context)
+
+    def _add_global_context(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        return output if self._global_bias is None else output + self._global_bias.to(output.dtype)
+
+    def _denoise_with_global_context(
+        self, x: torch.Tensor, timesteps: torch.Tensor, semantic: torch.Tensor, context: torch.Tensor | None
+    ) -> torch.Tensor:
+        if self.context_to_time is None or context is None:
+            return self._denoise(x, timesteps, semantic, context)
+        self._global_bias = self.context_to_time(context.mean(dim=1))
+        try:
+            return self._denoise(x, timesteps, semantic, context)
+        finally:
+            self._global_bias = None
+
     # ---- forward ----------------------------------------------------------------------------------------------------
     def forward(
         self,
@@ -153,7 +183,7 @@ class LatentTranslator(nn.Module):
         elif context is not None and self.context_encoder is None:
             raise ValueError("context tokens were given but this translator was built without a context_encoder.")
         semantic = self._resolve_semantic(semantic, semantic_mask, x)
-        return self._denoise(x, timesteps, semantic, context)
+        return self._denoise_with_global_context(x, timesteps, semantic, context)
 
     def _resolve_semantic(
         self, semantic: torch.Tensor | None, semantic_mask: torch.Tensor | None, x: torch.Tensor
@@ -235,6 +265,8 @@ class ControlNetTranslator(LatentTranslator):
             the downsampling of the semantic map (see above).
         conditioning_scale: multiplier of the ControlNet residuals.
         resblock_updown: use residual blocks for up/downsampling.
+        global_context: also add a projection of the mean context token to the UNet's timestep embedding
+            (zero-initialised; see :py:meth:`LatentTranslator._init_global_context`).
 
     Example::
 
@@ -259,6 +291,7 @@ class ControlNetTranslator(LatentTranslator):
         conditioning_embedding_num_channels: Sequence[int] = (16, 32, 64),
         conditioning_scale: float = 1.0,
         resblock_updown: bool = False,
+        global_context: bool = False,
     ) -> None:
         super().__init__(spatial_dims, latent_channels, num_classes, context_encoder)
         if len(conditioning_embedding_num_channels) < 1:
@@ -289,6 +322,7 @@ class ControlNetTranslator(LatentTranslator):
         )
         self.semantic_scale = 2 ** (len(conditioning_embedding_num_channels) - 1)
         self.conditioning_scale = conditioning_scale
+        self._init_global_context(global_context)
 
     def initialize_semantic_from_base(self) -> None:
         """Copy the base UNet's encoder weights into the ControlNet (its zero convolutions stay zero), the usual start
@@ -335,6 +369,8 @@ class SPADETranslator(LatentTranslator):
         context_encoder: context tokens for cross-attention, ``None`` for a semantic-only translator.
         spade_intermediate_channels: hidden channels of each SPADE block.
         resblock_updown: use residual blocks for up/downsampling.
+        global_context: also add a projection of the mean context token to the UNet's timestep embedding
+            (zero-initialised; see :py:meth:`LatentTranslator._init_global_context`).
     """
 
     semantic_scale = None
@@ -353,6 +389,7 @@ class SPADETranslator(LatentTranslator):
         context_encoder: ContextEncoder | None = None,
         spade_intermediate_channels: int = 32,
         resblock_updown: bool = False,
+        global_context: bool = False,
     ) -> None:
         super().__init__(spatial_dims, latent_channels, num_classes, context_encoder)
         self.unet = SPADEDiffusionModelUNet(
@@ -371,6 +408,7 @@ class SPADETranslator(LatentTranslator):
             spade_intermediate_channels=spade_intermediate_channels,
             resblock_updown=resblock_updown,
         )
+        self._init_global_context(global_context)
 
     def semantic_modules(self) -> list[nn.Module]:
         return [m for m in self.unet.modules() if isinstance(m, SPADE)]
