@@ -103,3 +103,16 @@ def test_label_maps_keep_their_classes(tmp_path):
     item = UserGeneratorDataset(tmp_path, "msk", size=(32, 32))[0]
     np.testing.assert_array_equal(item["label_map"][0], label)
     assert item["context"]["finding"] == ""
+
+
+def test_training_and_validation_subsets_split_the_data_set(busi):
+    root, _ = busi
+    training = UserGeneratorDataset(root, "breast", size=(32, 32), subset="training", validation_fraction=0.3)
+    validation = UserGeneratorDataset(root, "breast", size=(32, 32), subset="validation", validation_fraction=0.3)
+    names = lambda ds: {ds[i]["image_path"] for i in range(len(ds))}  # noqa: E731
+    assert names(training).isdisjoint(names(validation))
+    assert len(training) + len(validation) == 9 and len(validation) >= 2
+    with pytest.raises(ValueError, match="subset must be one of"):
+        generator_training_dataset(str(root), presets=["breast"], subset="test")
+    with pytest.raises(ValueError, match="validation_fraction"):
+        generator_training_dataset("simulator", subset="validation", validation_fraction=1.0)

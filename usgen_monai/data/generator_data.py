@@ -116,10 +116,9 @@ class UserGeneratorDataset(Dataset):
         validation_fraction: float = 0.1,
     ) -> None:
         from usgen_monai.data.datasets import detect_layout, load_dataset, split_dataset
-
-        _check_subset(subset, validation_fraction)
         from usgen_monai.data.simulator import PRESET_FINDINGS, UNIFIED_CLASSES
 
+        _check_subset(subset, validation_fraction)
         if preset not in PRESET_FINDINGS:
             raise ValueError(f"unknown preset {preset!r} for {dataset_dir}; expected one of {list(PRESET_FINDINGS)}.")
         if finding and finding not in PRESET_FINDINGS[preset]:
