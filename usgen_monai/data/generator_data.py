@@ -292,8 +292,8 @@ def generator_training_dataset(
         presets = [presets] if isinstance(presets, str) else list(presets)
         if len(presets) != 1:
             raise ValueError(
-                f"dataset_dir={str(dataset_dir)!r}: a user's data set corresponds to one preset, got presets={presets}; "
-                "set presets to the one it is (e.g. --presets \"['breast']\" for BUSI)."
+                f"dataset_dir={str(dataset_dir)!r}: a user's data set corresponds to one preset, "
+                f"got presets={presets}; set presets to the one it is (e.g. --presets \"['breast']\" for BUSI)."
             )
         return UserGeneratorDataset(
             dataset_dir,
