@@ -283,3 +283,17 @@ def test_every_config_validates_each_epoch_on_unseen_images(trained_autoencoder,
     train_images = parser.get_parsed_content("train#dataset")[0]["image"]
     val_images = parser.get_parsed_content("validate#dataset")[0]["image"]
     assert not np.array_equal(np.asarray(train_images), np.asarray(val_images))
+
+
+def test_weights_without_the_global_context_path_continue_with_it(trained_autoencoder, tmp_path):
+    autoencoder = {"autoencoder_path": str(trained_autoencoder / "models" / "autoencoder.pt")}
+    _train("train_diffusion.json", tmp_path / "plain", **{"translator_def#global_context": False}, **autoencoder,
+           **TINY_DIFFUSION, **SMALL_RUN)  # fmt: skip
+    plain = tmp_path / "plain" / "models" / "model.pt"
+    with pytest.raises(RuntimeError):  # strict loading names the missing context_to_time weights
+        _train("train_diffusion.json", tmp_path / "strict", pretrained_path=str(plain), **autoencoder,
+               **TINY_DIFFUSION, **SMALL_RUN)  # fmt: skip
+    _train("train_diffusion.json", tmp_path / "global", pretrained_path=str(plain), pretrained_strict=False,
+           **autoencoder, **TINY_DIFFUSION, **SMALL_RUN)  # fmt: skip
+    tuned = torch.load(tmp_path / "global" / "models" / "model.pt", weights_only=True)["state_dicts"]["translator"]
+    assert "context_to_time.weight" in tuned
