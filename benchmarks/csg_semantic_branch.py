@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 from monai.bundle import run as bundle_run
+
+from usgen_monai.engines.generation import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "csg" / "configs"
@@ -59,7 +60,7 @@ def main():
     for network, path in (("controlnet", args.controlnet), ("spade", args.spade)):
         m = evaluate(path, network, args.global_context, Path(args.work_dir) / network, args.num_generated)
         report["models"][network] = {
-            "checkpoint": os.path.basename(path),
+            "checkpoint_sha256": file_sha256(path),
             "mask_consistency_ratio_mean": m["mask_consistency_ratio_mean"],
             "presets": {k: v["mask_consistency"] for k, v in m["presets"].items()},
             "frechet_distance_segmenter_features": m["frechet_distance_segmenter_features"],
