@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -44,3 +45,24 @@ def test_context_effect_detects_gain_change():
     assert out["effect_size"] > 3
     null = context_effect(a, a)
     assert null["difference"] == 0
+
+
+def test_label_map_fragmentation_separates_clean_from_noisy_maps():
+    from usgen_monai.metrics import label_map_fragmentation
+
+    clean = np.zeros((2, 1, 32, 32), np.int64)
+    clean[:, :, 4:20, 4:28] = 3
+    clean[:, :, 20:30, 4:28] = 5
+    assert label_map_fragmentation(clean) == 0.0
+    noisy = clean.copy()
+    rng = np.random.default_rng(0)
+    flips = rng.random(noisy.shape) < 0.1
+    noisy[flips] = rng.integers(1, 8, flips.sum())
+    # about 10% of the pixels flipped to isolated classes: mostly single-pixel fragments
+    assert 0.05 < label_map_fragmentation(torch.as_tensor(noisy)) < 0.2
+    one = np.zeros((1, 8, 8), np.int64)
+    one[0, 0, 0] = 2
+    assert label_map_fragmentation(one, min_size=1) == 0.0 and label_map_fragmentation(one, min_size=2) == 1.0
+    assert label_map_fragmentation(np.zeros((1, 4, 4), np.int64)) == 0.0
+    with pytest.raises(ValueError, match="label_maps must be"):
+        label_map_fragmentation(np.zeros((4, 4)))

@@ -390,6 +390,9 @@ class LearnedMaskSource:
         few_step_steps: steps for ``"few_step"``.
         guidance_scale: classifier-free guidance of the class condition (1 = conditional only, one pass per step).
         map_location: where the checkpoint's tensors are loaded.
+        smoothing: odd box size (at the prior's label size) over which the sampled class scores are averaged before
+            the arg-max, a majority-style filter that removes the isolated wrong-class pixels of an undertrained
+            prior; 0 or 1 = none.
 
     Without a ``finding``, :py:meth:`plan` draws one of the preset's findings uniformly (as the simulator, and so the
     training data, does).
@@ -407,7 +410,11 @@ class LearnedMaskSource:
         few_step_steps: int = 8,
         guidance_scale: float = 1.0,
         map_location: Any = None,
+        smoothing: int = 0,
     ) -> None:
+        if int(smoothing) != smoothing or smoothing < 0 or (smoothing > 1 and smoothing % 2 == 0):
+            raise ValueError(f"smoothing must be 0 or an odd positive integer, got smoothing={smoothing!r}.")
+        self.smoothing = int(smoothing)
         self.image_size = _size2(image_size)
         self.checkpoint = Path(checkpoint)
         device = _module_device(network)
@@ -456,6 +463,7 @@ class LearnedMaskSource:
             "num_inference_steps": self.num_inference_steps,
             "schedule": self.schedule.config(),
             "guidance_scale": self.guidance_scale,
+            "smoothing": self.smoothing,
             "label_size": list(self.label_size),
             "size": list(self.image_size),
         }
@@ -486,7 +494,14 @@ class LearnedMaskSource:
             null_conditions={"class_labels": torch.zeros_like(labels)},
             noise=noise,
         )
-        label = resize_label_map(out.labels[0, 0].cpu(), _size2(request["size"]))
+        labels = out.labels
+        smoothing = int(request.get("smoothing", 0))
+        if smoothing > 1:
+            scores = torch.nn.functional.avg_pool2d(
+                out.logits, smoothing, stride=1, padding=smoothing // 2, count_include_pad=False
+            )
+            labels = scores.argmax(dim=1, keepdim=True)
+        label = resize_label_map(labels[0, 0].cpu(), _size2(request["size"]))
         return MaskSample(label, context, None)
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from .generation import context_effect, mask_consistency, pairwise_ms_ssim, segmentation_dice
+from .generation import (
+    context_effect,
+    label_map_fragmentation,
+    mask_consistency,
+    pairwise_ms_ssim,
+    segmentation_dice,
+)
 from .realism import (
     class_histograms,
     compare_speckle_statistics,
@@ -19,6 +25,7 @@ __all__ = [
     "extract_features",
     "frechet_distance",
     "histogram_distance",
+    "label_map_fragmentation",
     "mask_consistency",
     "pairwise_ms_ssim",
     "segmentation_dice",
