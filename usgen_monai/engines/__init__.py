@@ -14,6 +14,7 @@ from .context import ContextVocabulary, simulator_vocabulary
 from .evaluation import GeneratorEvaluation
 from .generation import PairGenerator, PairWriter
 from .guidance import ClassifierFreeGuidance, DualGuidance, combine_guidance
+from .losses import ChannelWeightedMSELoss
 from .prepare_batch import (
     LabelMapPrepareBatch,
     SeededPrepareBatch,
@@ -26,8 +27,8 @@ from .schedulers import SCHEDULES, DDIMSchedule, NoiseSchedule, RFlowSchedule, b
 from .trainers import (
     AutoencoderKLTrainer,
     DenoiserInferer,
-    ReconstructionInferer,
     LatentScaleFactorHandler,
+    ReconstructionInferer,
     compute_latent_scale_factor,
     kl_divergence,
     perceptual_loss_from_weights,
@@ -35,6 +36,7 @@ from .trainers import (
 
 __all__ = [
     "GeneratorEvaluation",
+    "ChannelWeightedMSELoss",
     "PairGenerator",
     "PairWriter",
     "CHECKPOINT_FORMAT",
