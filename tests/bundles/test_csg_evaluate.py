@@ -13,32 +13,37 @@ from usgen_monai.engines import save_checkpoint
 EVALUATE = CONFIGS / "evaluate.json"
 
 
-def test_evaluate_overlay_writes_all_metrics(models, tmp_path):  # noqa: F811
+SEGMENTER = {"segmenter_def#channels": [4, 4, 4, 4]}
+
+
+def _evaluate(models, out, **overrides) -> dict:  # noqa: F811 (the fixture, passed on)
+    """evaluate.json on the tiny models (a random tiny segmenter), 2 sampling steps; returns metrics.json."""
     parser = ConfigParser()
     parser.read_config([str(INFERENCE), str(EVALUATE)])
-    parser.update({**TINY, "segmenter_def#channels": [4, 4, 4, 4]})
+    parser.update({**TINY, **SEGMENTER})
     save_checkpoint(models / "segmenter.pt", {"segmenter": parser.get_parsed_content("segmenter_def")},
-                    {"image_size": [32, 32]})
-    out = tmp_path / "eval"
+                    {"image_size": [32, 32]})  # fmt: skip
     bundle_run(
         config_file=[str(INFERENCE), str(EVALUATE)],
         meta_file=str(CONFIGS / "metadata.json"),
         logging_file=False,
         bundle_root=str(REPO / "bundles" / "csg"),
         ckpt_dir=str(models),
-        output_dir=str(tmp_path / "unused"),
+        output_dir=str(out.parent / "unused"),
         evaluation_dir=str(out),
         num_real=4,
         num_generated=3,
-        num_diversity_masks=2,
-        samples_per_mask=2,
         num_inference_steps=2,
-        bank_size=3,
         progress=False,
-        evaluation_presets=["breast", "msk"],
-        **{**TINY, "segmenter_def#channels": [4, 4, 4, 4]},
+        **{**TINY, **SEGMENTER, **overrides},
     )
-    metrics = json.loads((out / "metrics.json").read_text())
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_evaluate_overlay_writes_all_metrics(models, tmp_path):  # noqa: F811
+    out = tmp_path / "eval"
+    metrics = _evaluate(models, out, num_diversity_masks=2, samples_per_mask=2, bank_size=3,
+                        evaluation_presets=["breast", "msk"])  # fmt: skip
     assert set(metrics["presets"]) == {"breast", "msk"}
     for preset in ("breast", "msk"):
         m = metrics["presets"][preset]
@@ -54,29 +59,7 @@ def test_evaluate_overlay_writes_all_metrics(models, tmp_path):  # noqa: F811
 
 
 def test_mask_consistency_alone_compares_models(models, tmp_path):  # noqa: F811
-    parser = ConfigParser()
-    parser.read_config([str(INFERENCE), str(EVALUATE)])
-    parser.update({**TINY, "segmenter_def#channels": [4, 4, 4, 4]})
-    save_checkpoint(models / "segmenter.pt", {"segmenter": parser.get_parsed_content("segmenter_def")},
-                    {"image_size": [32, 32]})  # fmt: skip
-    out = tmp_path / "eval"
-    bundle_run(
-        config_file=[str(INFERENCE), str(EVALUATE)],
-        meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=False,
-        bundle_root=str(REPO / "bundles" / "csg"),
-        ckpt_dir=str(models),
-        evaluation_dir=str(out),
-        num_real=4,
-        num_generated=3,
-        num_diversity_masks=0,
-        samples_per_mask=1,
-        num_inference_steps=2,
-        bank_size=2,
-        progress=False,
-        evaluation_presets=["msk"],
-        **{**TINY, "segmenter_def#channels": [4, 4, 4, 4]},
-    )
-    metrics = json.loads((out / "metrics.json").read_text())["presets"]["msk"]
+    metrics = _evaluate(models, tmp_path / "eval", num_diversity_masks=0, samples_per_mask=1, bank_size=2,
+                        evaluation_presets=["msk"])["presets"]["msk"]  # fmt: skip
     assert {"dice_generated", "dice_real", "ratio"} <= set(metrics["mask_consistency"])
     assert "gain_effect" not in metrics and "ms_ssim_within_mask" not in metrics

@@ -48,6 +48,16 @@ def load_2d(path: str | os.PathLike) -> np.ndarray:
     return np.swapaxes(arr, 0, 1)
 
 
+def _read_array(path: Path) -> np.ndarray:
+    """:py:func:`load_2d`, with any reader failure turned into a ValueError that names the file."""
+    try:
+        return load_2d(path)
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 (readers raise many types for a broken file; it is reported)
+        raise ValueError(f"{path}: cannot be read as an image ({type(e).__name__}: {e}).") from None
+
+
 def _grey(arr: np.ndarray) -> np.ndarray:
     """Colour ``(H, W, C)`` to grey by ITU-R BT.601 luma (the rule of the DICOM reader); grey passes through."""
     if arr.ndim == 2:
@@ -70,12 +80,7 @@ def read_grey_image(path: str | os.PathLike, size: tuple[int, int]) -> torch.Ten
     from monai.utils import convert_to_tensor
 
     path = Path(path)
-    try:
-        arr = load_2d(path)
-    except ValueError:
-        raise
-    except Exception as e:  # noqa: BLE001 (readers raise many types for a broken file; it is reported)
-        raise ValueError(f"{path}: cannot be read as an image ({type(e).__name__}: {e}).") from None
+    arr = _read_array(path)
     if arr.dtype == np.uint8:
         img = _grey(arr).astype(np.float32) / 255.0
     else:
@@ -107,12 +112,7 @@ def read_label_values(path: str | os.PathLike, num_classes: int) -> tuple[np.nda
     path = Path(path)
     if not path.name.lower().endswith(MASK_FILE_SUFFIXES):
         raise ValueError(f"{path}: not a mask file (expected one of {list(MASK_FILE_SUFFIXES)}).")
-    try:
-        arr = load_2d(path)
-    except ValueError:
-        raise
-    except Exception as e:  # noqa: BLE001 (readers raise many types for a broken file; it is reported)
-        raise ValueError(f"{path}: cannot be read as an image ({type(e).__name__}: {e}).") from None
+    arr = _read_array(path)
     if arr.ndim == 3:
         colour = arr[..., :3]
         if not (np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 0], colour[..., 2])):

@@ -136,6 +136,17 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _check_unchanged(request: Mapping[str, Any], what: str) -> Path:
+    """``request["path"]``, after checking that the file still exists and has the SHA-256 the request recorded."""
+    path = Path(request["path"])
+    if not path.is_file():
+        raise ValueError(f"{what} {path} of the request does not exist.")
+    digest = file_sha256(path)
+    if digest != request["sha256"]:
+        raise ValueError(f"{what} {path} changed since the request (SHA-256 {digest}, was {request['sha256']}).")
+    return path
+
+
 def _check_sampler(sampler: str) -> str:
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got sampler={sampler!r}.")
@@ -671,12 +682,7 @@ class FileMaskSource:
 
     def draw(self, request: Mapping[str, Any]) -> MaskSample:
         _check_request(request, self.type)
-        path = Path(request["path"])
-        if not path.is_file():
-            raise ValueError(f"mask file {path} of the request does not exist.")
-        digest = file_sha256(path)
-        if digest != request["sha256"]:
-            raise ValueError(f"mask file {path} changed since the request (SHA-256 {digest}, was {request['sha256']}).")
+        path = _check_unchanged(request, "mask file")
         values, rule = self._read(path)
         size = _size2(request["size"])
         label = resize_label_map(torch.as_tensor(values), size)
@@ -898,12 +904,7 @@ class BankContextSource:
     def draw(self, request: Mapping[str, Any]) -> ContextImage:
         _check_request(request, self.type)
         if request.get("dataset_dir", "simulator") != "simulator":
-            path = Path(request["path"])
-            if not path.is_file():
-                raise ValueError(f"context image {path} of the request does not exist.")
-            digest = file_sha256(path)
-            if digest != request["sha256"]:
-                raise ValueError(f"context image {path} changed since the request (SHA-256 {digest}).")
+            path = _check_unchanged(request, "context image")
             return ContextImage(read_grey_image(path, _size2(request["size"])), {}, None)
         simulator = self._simulators(request["preset"], request["size"], request["difficulty"])
         s = simulator.sample(seed=int(request["simulator_seed"]))
@@ -938,14 +939,7 @@ class FileContextSource:
 
     def draw(self, request: Mapping[str, Any]) -> ContextImage:
         _check_request(request, self.type)
-        path = Path(request["path"])
-        if not path.is_file():
-            raise ValueError(f"context image {path} of the request does not exist.")
-        digest = file_sha256(path)
-        if digest != request["sha256"]:
-            raise ValueError(
-                f"context image {path} changed since the request (SHA-256 {digest}, was {request['sha256']})."
-            )
+        path = _check_unchanged(request, "context image")
         return ContextImage(read_grey_image(path, _size2(request["size"])), {}, None)
 
 
