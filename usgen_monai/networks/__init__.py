@@ -7,6 +7,7 @@ The mask prior needs no class of its own: it is a MONAI ``DiffusionModelUNet`` o
 from __future__ import annotations
 
 from .context_encoder import ContextEncoder, ImageContextTokenizer, TabularContextEncoder
+from .mgcc import MGCCNet
 from .translator import ControlNetTranslator, LatentTranslator, SPADETranslator
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "LatentTranslator",
     "ControlNetTranslator",
     "SPADETranslator",
+    "MGCCNet",
 ]
