@@ -45,7 +45,7 @@ def _colour(label: torch.Tensor) -> np.ndarray:
 
 def _source(name: str, mask_prior_path: str, smoothing: int = 0, guidance: float = 1.0):
     parser = ConfigParser()
-    parser.read_config(str(BUNDLE / "configs" / "inference.json"))
+    parser.read_config([str(BUNDLE / "configs" / "common.json"), str(BUNDLE / "configs" / "inference.json")])
     parser.update(
         {
             "bundle_root": str(BUNDLE),
@@ -57,7 +57,7 @@ def _source(name: str, mask_prior_path: str, smoothing: int = 0, guidance: float
     )
     if mask_prior_path:
         parser.update({"mask_prior_path": mask_prior_path})
-    return parser.get_parsed_content("mask_generator")
+    return parser.get_parsed_content("selected_mask_source")
 
 
 def main():

@@ -36,7 +36,7 @@ CONFIGS = REPO / "bundles" / "csg" / "configs"
 
 def _parser(**overrides) -> ConfigParser:
     parser = ConfigParser()
-    parser.read_config(str(CONFIGS / "inference.json"))
+    parser.read_config([str(CONFIGS / "common.json"), str(CONFIGS / "inference.json")])
     parser.update({"bundle_root": str(REPO / "bundles" / "csg"), "progress": False, **overrides})
     return parser
 
@@ -111,11 +111,10 @@ def consistency(args) -> dict:
         return {"skipped": "no shipped weights in bundles/csg/models"}
     out = {}
     parser = _parser(mask_source="procedural", output_dir="/tmp/unused")
-    parser.read_config([str(CONFIGS / "inference.json"), str(CONFIGS / "evaluate.json")])
+    parser.read_config([str(CONFIGS / n) for n in ("common.json", "inference.json", "evaluate.json")])
     parser.update({"bundle_root": str(REPO / "bundles" / "csg"), "progress": False, "mask_source": "procedural",
                    "output_dir": "/tmp/unused"})
-    generator = parser.get_parsed_content("evaluator")
-    parser.get_parsed_content("checkpointloader#segmenter")
+    generator = parser.get_parsed_content("generator")
     segmenter = parser.get_parsed_content("segmenter").eval()
     base = [generator.plan(i, 777) for i in range(args.consistency_pairs)]
     for steps in (50, *[s for s in args.steps if s < 50]):

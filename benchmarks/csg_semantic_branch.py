@@ -19,7 +19,7 @@ from pathlib import Path
 
 from monai.bundle import run as bundle_run
 
-from usgen_monai.engines.generation import file_sha256
+from usgen_monai.engines import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "csg" / "configs"
@@ -31,7 +31,7 @@ def evaluate(model_path: str, network: str, global_context: bool, evaluation_dir
         definition = "translator_def" if network == "controlnet" else "spade_translator_def"
         start = time.perf_counter()
         bundle_run(
-            config_file=[str(CONFIGS / "inference.json"), str(CONFIGS / "evaluate.json")],
+            config_file=[str(CONFIGS / n) for n in ("common.json", "inference.json", "evaluate.json")],
             meta_file=str(CONFIGS / "metadata.json"),
             logging_file=str(CONFIGS / "logging.conf"),
             bundle_root=str(REPO / "bundles" / "csg"),

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
-from usgen_monai.engines.generation import NoContextImageSource
+from usgen_monai.engines import NoContextImageSource
 from usgen_monai.visualize import image_grid, save_png
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,11 +33,11 @@ def _tile(image: torch.Tensor) -> np.ndarray:
 
 def main(model_path: str = "", seed: int = 31, out: str = str(BUNDLE / "docs" / "figures" / "csg_control.png")):
     parser = ConfigParser()
-    parser.read_config(str(BUNDLE / "configs" / "inference.json"))
+    parser.read_config([str(BUNDLE / "configs" / "common.json"), str(BUNDLE / "configs" / "inference.json")])
     parser.update({"bundle_root": str(BUNDLE), "progress": False, "mask_source": "procedural"})
     if model_path:
         parser.update({"model_path": model_path})
-    generator = parser.get_parsed_content("evaluator")
+    generator = parser.get_parsed_content("generator")
     bank_source = generator.context_source
     rows, titles = [], []
     for preset in ("breast", "fetal_head", "msk"):

@@ -22,9 +22,9 @@ BUNDLE = REPO / "bundles" / "csg"
 
 def main(per_finding: int = 3, seed: int = 2024):
     parser = ConfigParser()
-    parser.read_config(str(BUNDLE / "configs" / "inference.json"))
+    parser.read_config([str(BUNDLE / "configs" / "common.json"), str(BUNDLE / "configs" / "inference.json")])
     parser.update({"bundle_root": str(BUNDLE), "progress": False, "mask_source": "procedural"})
-    generator = parser.get_parsed_content("evaluator")
+    generator = parser.get_parsed_content("generator")
     rows, titles = [], []
     for preset, findings in PRESET_FINDINGS.items():
         targets = [UNIFIED_CLASSES.index(c) for c in PRESET_TARGETS[preset]]

@@ -22,7 +22,8 @@ from usgen_monai.cli import (
     register_subcommand,
 )
 from usgen_monai.data.datasets import load_dataset, load_transforms
-from usgen_monai.data.layouts import LAYOUTS, sample_seed, to_uint8
+from usgen_monai.data.layouts import LAYOUTS, sample_seed
+from usgen_monai.utils import to_uint8
 from usgen_monai.data.simulator import PRESETS, UltrasoundSimulator
 
 REPO = Path(__file__).resolve().parents[1]

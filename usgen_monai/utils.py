@@ -17,6 +17,7 @@ __all__ = [
     "json_default",
     "json_safe",
     "module_device",
+    "size_2d",
     "to_uint8",
     "write_bytes_atomic",
     "write_json_atomic",
@@ -131,3 +132,15 @@ def module_device(module: Any) -> Any:
     for tensor in module.buffers():
         return tensor.device
     return torch.device("cpu")
+
+
+def size_2d(size: Any, name: str = "image_size") -> tuple[int, int]:
+    """``(H, W)`` from an int or a pair.
+
+    Raises:
+        ValueError: not two positive entries, naming the argument.
+    """
+    size = (int(size), int(size)) if np.isscalar(size) else tuple(int(s) for s in size)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"{name} must be (H, W) with positive entries, got {name}={size}.")
+    return size

@@ -6,13 +6,17 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from usgen_monai.utils import atomic_write
+from usgen_monai.data.image_writers import write_png
 
 __all__ = ["image_grid", "overlay_mask_outline", "save_png"]
 
 
 def overlay_mask_outline(image: np.ndarray, mask: np.ndarray, color=(255, 64, 64)) -> np.ndarray:
-    """(H, W) image in [0, 1] and binary mask -> (H, W, 3) uint8 RGB with the mask's outline drawn in ``color``."""
+    """(H, W) image in [0, 1] and binary mask -> (H, W, 3) uint8 RGB with the mask's outline drawn in ``color``.
+
+    Grey levels are ``floor(255 x)``, not :py:func:`usgen_monai.utils.to_uint8`'s ``round(255 x)``, so the figures
+    already made stay the same.
+    """
     grey = (np.clip(image, 0, 1) * 255).astype(np.uint8)
     rgb = np.repeat(grey[..., None], 3, axis=-1)
     mask = mask.astype(bool)
@@ -41,7 +45,7 @@ def image_grid(tiles: list[list[np.ndarray]], row_titles: list[str] | None = Non
 
 
 def save_png(array: np.ndarray, path: str) -> str:
-    """Write a PNG atomically (a temporary file in the same folder, then a rename)."""
-    with atomic_write(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+    """Write a figure, an ``(H, W, 3)`` RGB or ``(H, W)`` grey uint8 array, as a PNG atomically with
+    :py:func:`usgen_monai.data.image_writers.write_png`; returns ``path``."""
+    write_png(path, array)
     return path

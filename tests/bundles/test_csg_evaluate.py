@@ -1,4 +1,4 @@
-"""evaluate.json (an overlay on inference.json) computes every metric of issue 4 on tiny networks."""
+"""evaluate.json (an overlay on common.json + inference.json) computes every metric of issue 4 on tiny networks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from monai.bundle import ConfigParser
 from monai.bundle import run as bundle_run
 
-from tests.bundles.test_csg_inference import CONFIGS, INFERENCE, REPO, TINY, models  # noqa: F401 (fixture)
+from tests.bundles.test_csg_inference import CONFIGS, INFERENCE_FILES, REPO, TINY, models  # noqa: F401 (fixture)
 from usgen_monai.engines import save_checkpoint
 
 EVALUATE = CONFIGS / "evaluate.json"
@@ -19,12 +19,12 @@ SEGMENTER = {"segmenter_def#channels": [4, 4, 4, 4]}
 def _evaluate(models, out, **overrides) -> dict:  # noqa: F811 (the fixture, passed on)
     """evaluate.json on the tiny models (a random tiny segmenter), 2 sampling steps; returns metrics.json."""
     parser = ConfigParser()
-    parser.read_config([str(INFERENCE), str(EVALUATE)])
+    parser.read_config([*INFERENCE_FILES, str(EVALUATE)])
     parser.update({**TINY, **SEGMENTER})
     save_checkpoint(models / "segmenter.pt", {"segmenter": parser.get_parsed_content("segmenter_def")},
                     {"image_size": [32, 32]})  # fmt: skip
     bundle_run(
-        config_file=[str(INFERENCE), str(EVALUATE)],
+        config_file=[*INFERENCE_FILES, str(EVALUATE)],
         meta_file=str(CONFIGS / "metadata.json"),
         logging_file=False,
         bundle_root=str(REPO / "bundles" / "csg"),

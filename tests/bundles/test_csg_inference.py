@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import pydoc
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -14,22 +16,24 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from monai.bundle import ConfigParser
+from monai.bundle import ComponentLocator, ConfigParser
 from monai.bundle import run as bundle_run
 from PIL import Image
 
 from usgen_monai.data.datasets import load_json_datalist
 from usgen_monai.data.simulator import UNIFIED_CLASSES
 from usgen_monai.engines import DDIMSchedule, sampling_constants, save_checkpoint, simulator_vocabulary
-from usgen_monai.engines.generation import file_sha256
+from usgen_monai.engines import file_sha256
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "bundles" / "csg" / "configs"
+COMMON = CONFIGS / "common.json"
 INFERENCE = CONFIGS / "inference.json"
+#: the inference command's config files, common definitions first (as the bundle docs list them)
+INFERENCE_FILES = [str(COMMON), str(INFERENCE)]
 
 # 32x32 images, a 2-level autoencoder (16x16 latents), a 16x16 mask prior
 TINY = {
-    "latent_shape": [3, 16, 16],
     "autoencoder_def#channels": [8, 16],
     "autoencoder_def#attention_levels": [False, False],
     "autoencoder_def#norm_num_groups": 8,
@@ -51,16 +55,25 @@ def _config(name: str) -> dict:
     return json.loads((CONFIGS / name).read_text())
 
 
-def test_network_defs_are_the_training_configs():
-    inference = _config("inference.json")
-    diffusion, prior, autoencoder = (_config(f"train_{n}.json") for n in ("diffusion", "mask_prior", "autoencoder"))
-    for key in ("context_encoder_def", "translator_def", "autoencoder_def", "latent_shape", "class_names",
-                "num_classes", "context_vocabulary"):  # fmt: skip
-        assert inference[key] == diffusion[key], key
-    for key in ("mask_prior_def", "condition_fields", "class_names", "num_classes", "context_vocabulary"):
-        assert inference[key] == prior[key], key
-    assert inference["autoencoder_def"] == autoencoder["autoencoder_def"]
-    assert inference["network_def"] == "@translator_def"
+def test_every_network_is_defined_once():
+    """Networks, sizes, class names, paths and the vocabulary live in common.json; no other config redefines them
+    (inference takes its image size from the translator checkpoint instead)."""
+    common = _config("common.json")
+    assert {"autoencoder_def", "translator_def", "spade_translator_def", "mask_prior_def", "segmenter_def",
+            "context_encoder_def", "image_size", "latent_channels", "class_names"} <= set(common)  # fmt: skip
+    for path in sorted(CONFIGS.glob("*.json")):
+        if path.name in ("common.json", "metadata.json"):
+            continue
+        config = json.loads(path.read_text())
+        # overrides that belong to one command: inference reads its image size from the checkpoint, multi-GPU
+        # training puts each process on its own device
+        allowed = {"inference.json": {"image_size"}, "multi_gpu_train.json": {"device"},
+                   "multi_gpu_inference.json": {"device"}}.get(path.name, set())
+        repeated = sorted(set(config) & set(common) - allowed)
+        assert not repeated, f"{path.name} repeats {repeated} of common.json"
+        defs = [k for k, v in config.items() if k.endswith("_def") and isinstance(v, dict)]
+        assert defs in ([], ["discriminator_def"]), f"{path.name} defines networks {defs}"
+    assert _config("inference.json")["network_def"] == "@translator_def"
 
 
 def _targets(node):
@@ -75,25 +88,33 @@ def _targets(node):
 
 
 def test_every_target_is_a_documented_public_callable():
-    targets = sorted(set(_targets(_config("inference.json"))))
-    assert "usgen_monai.engines.generation.PairGenerator" in targets
+    targets = sorted({t for path in CONFIGS.glob("*.json") for t in _targets(json.loads(path.read_text()))})
+    assert "usgen_monai.engines.PairGenerator" in targets and "usgen_monai.data.PairWriter" in targets
+    locator = ComponentLocator()
     for target in targets:
+        if "." not in target:  # MONAI's short names ("Compose", "StatsHandler"), found as the config parser finds them
+            module = locator.get_component_module_name(target)
+            assert isinstance(module, str), f"{target}: no single MONAI component of that name ({module})"
+            target = f"{module}.{target}"
         obj = pydoc.locate(target)
         assert callable(obj), target
         assert not any(part.startswith("_") for part in target.split(".")), target
         assert (obj.__doc__ or "").strip(), f"{target} has no docstring"
-        assert target.startswith(("usgen_monai.", "monai.")), target
+        # MONAI's own stack: PyTorch optimisers (as the model-zoo bundles use) and Ignite's progress bar
+        assert target.startswith(("usgen_monai.", "monai.", "torch.optim.", "ignite.handlers.")), target
         if target.startswith("usgen_monai."):
             module, name = target.rsplit(".", 1)
             assert name in pydoc.locate(module).__all__, f"{target} is not in its module's __all__"
 
 
 def test_ids_follow_the_model_zoo_order():
-    keys = list(_config("inference.json"))
-    order = ["bundle_root", "output_dir", "dataset_dir", "device", "network_def", "network", "inferer",
-             "postprocessing", "evaluator", "checkpointloader", "initialize", "run"]  # fmt: skip
+    keys = list(_config("common.json")) + list(_config("inference.json"))
+    order = ["bundle_root", "dataset_dir", "device", "output_dir", "network_def", "network", "sampler", "writer",
+             "generator", "initialize", "run"]  # fmt: skip
     assert [k for k in keys if k in order] == order
     assert keys[-2:] == ["initialize", "run"]
+    # MONAI's ids mean MONAI's objects (an Inferer, an Ignite evaluator, post-transforms): this bundle has none
+    assert not {"inferer", "postprocessing", "evaluator", "checkpointloader"} & set(keys)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +122,7 @@ def models(tmp_path_factory) -> Path:
     """Random tiny weights built from the inference config's own network definitions (with the TINY overrides)."""
     d = tmp_path_factory.mktemp("models")
     parser = ConfigParser()
-    parser.read_config(str(INFERENCE))
+    parser.read_config(INFERENCE_FILES)
     parser.update(TINY)
     vocab = simulator_vocabulary()
     torch.manual_seed(0)
@@ -139,7 +160,7 @@ def models(tmp_path_factory) -> Path:
 
 def _run(models: Path, out: Path, **overrides) -> list[dict]:
     bundle_run(
-        config_file=str(INFERENCE),
+        config_file=INFERENCE_FILES,
         meta_file=str(CONFIGS / "metadata.json"),
         logging_file=False,
         bundle_root=str(REPO / "bundles" / "csg"),
@@ -156,7 +177,8 @@ def test_default_run_writes_pairs_and_datalist(models, tmp_path):
     assert _config("inference.json")["mask_source"] == "procedural"  # the shipped default (see the bundle docs)
     items = _run(models, tmp_path / "out", mask_source="prior")
     assert sorted(os.listdir(tmp_path / "out")) == sorted(
-        ["datalist.json", "dataset.json"] + [f"sample_{i:06d}_{k}.png" for i in range(2) for k in ("image", "label")]
+        ["datalist.json", "dataset.json", "items"]
+        + [f"sample_{i:06d}_{k}.png" for i in range(2) for k in ("image", "label")]
     )
     record = items[0]["provenance"]
     assert record["bundle_version"] == _config("metadata.json")["version"]
@@ -169,10 +191,10 @@ def test_default_run_writes_pairs_and_datalist(models, tmp_path):
 
     # regeneration through the config, as the module docstring of usgen_monai.engines.generation shows
     parser = ConfigParser()
-    parser.read_config(str(INFERENCE))
+    parser.read_config(INFERENCE_FILES)
     parser.update({**TINY, "bundle_root": str(REPO / "bundles" / "csg"), "ckpt_dir": str(models),
                    "mask_source": record["mask_source"]["type"], "num_inference_steps": 50})  # fmt: skip
-    pair = parser.get_parsed_content("evaluator").regenerate(items[1])
+    pair = parser.get_parsed_content("generator").regenerate(items[1])
     with Image.open(items[1]["image"]) as im:
         np.testing.assert_array_equal(np.asarray(im), np.round(pair.image.double().numpy() * 255).astype(np.uint8))
     with Image.open(items[1]["label"]) as im:
@@ -191,7 +213,7 @@ def test_overrides_reach_the_pairs(models, tmp_path):
         context_guidance=1.25,
         gain_db=6,
         finding_count=1,
-        sampler="few_step",
+        sampling="few_step",
         seed=5,
     )
     for item in items:
@@ -257,3 +279,31 @@ def test_user_dataset_bank_and_binary_masks_without_anatomy(models, tmp_path):
         with Image.open(item["label"]) as im:
             np.testing.assert_array_equal(np.asarray(im), np.where(mask > 0, lesion, 0))  # no simulated anatomy
         assert item["provenance"]["mask_source"]["anatomy"] == "none"
+
+
+def test_multi_process_generation_writes_what_one_process_writes(models, tmp_path):
+    """torchrun with 2 CPU processes (gloo) shards the pairs by index; the files and the datalist are those of one
+    process, and a rerun into the same folder keeps every pair."""
+    single = _run(models, tmp_path / "single", num_samples=3)
+    out = tmp_path / "sharded"
+    overrides = {**TINY, **SMALL_RUN, "num_samples": 3, "bundle_root": str(REPO / "bundles" / "csg"),
+                 "ckpt_dir": str(models), "output_dir": str(out)}  # fmt: skip
+    args = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+        "-m", "monai.bundle", "run",
+        "--config_file", str(INFERENCE_FILES + [str(CONFIGS / "multi_gpu_inference.json")]),
+        "--meta_file", str(CONFIGS / "metadata.json"),
+    ]  # fmt: skip
+    for key, value in overrides.items():
+        args += [f"--{key}", value if isinstance(value, str) else repr(value)]  # Python literals, as fire reads them
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    sharded = load_json_datalist(out / "datalist.json")
+    assert [item["provenance"] for item in sharded] == [item["provenance"] for item in single]
+    for a, b in zip(single, sharded):
+        for key in ("image", "label"):
+            assert Path(a[key]).read_bytes() == Path(b[key]).read_bytes()
+    assert "rank 1 of 2" in proc.stdout + proc.stderr
+    proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "kept 2 pair(s)" in proc.stdout + proc.stderr  # rank 0 holds pairs 0 and 2

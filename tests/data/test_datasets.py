@@ -15,6 +15,7 @@ from skimage.draw import ellipse, ellipse_perimeter
 
 from usgen_monai.data.datasets import (
     DatasetLayoutError,
+    check_item_sizes,
     detect_layout,
     load_busi_datalist,
     load_dataset,
@@ -123,6 +124,34 @@ def test_busi_multi_mask_merged_by_transforms(tmp_path):
     np.testing.assert_array_equal(np.asarray(rgb["image"][0]), _image(seed=3).T.astype(np.float32))
     normal = load_transforms("busi")(items[4])
     assert float(normal["label"].sum()) == 0
+
+
+def test_colour_to_grey_is_the_packages_luma(tmp_path):
+    from usgen_monai.transforms.ultrasound import rgb_to_grey
+
+    rgb = np.random.default_rng(5).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    rgb[:5] = rgb[:5, :, :1]  # grey stored as colour: comes back exactly
+    items = [{"image": str(_png(tmp_path / "rgb.png", rgb)), "label": str(_png(tmp_path / "m.png", _box_mask()))}]
+    grey = np.asarray(load_transforms("folder")(items[0])["image"][0]).T
+    np.testing.assert_array_equal(grey, np.round(rgb_to_grey(rgb, channel_dim=-1, keepdim=False)))
+    np.testing.assert_array_equal(grey[:5], rgb[:5, :, 0])
+    palette = Image.fromarray(rgb).convert("P")
+    palette.save(tmp_path / "p.png")
+    loaded = np.asarray(load_transforms("folder")({"image": str(tmp_path / "p.png")})["image"][0]).T
+    expected = rgb_to_grey(np.asarray(palette.convert("RGB")), channel_dim=-1, keepdim=False)
+    np.testing.assert_array_equal(loaded, np.round(expected))
+
+
+def test_check_item_sizes(tmp_path):
+    image = _png(tmp_path / "a.png", _image())
+    check_item_sizes(image, _png(tmp_path / "m.png", _box_mask()))  # one label, or several
+    check_item_sizes(str(image), [str(tmp_path / "m.png"), _png(tmp_path / "m1.png", _box_mask())])
+    _png(tmp_path / "big.png", _box_mask(shape=(21, 30)))
+    with pytest.raises(DatasetLayoutError, match=r"a\.png is 20x30 .* its annotation .*big\.png is 21x30"):
+        check_item_sizes(image, [tmp_path / "m.png", tmp_path / "big.png"], "annotation")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetLayoutError, match=r"cannot read image file .*broken\.png"):
+        check_item_sizes(image, tmp_path / "broken.png")
 
 
 def test_busi_errors(tmp_path):

@@ -20,10 +20,11 @@ from usgen_monai.data.layouts import (
     mask_outline,
     sample_seed,
     simulate_dataset,
-    to_uint8,
-    write_png_atomic,
+    synthetic_datalist,
+    synthetic_manifest,
 )
 from usgen_monai.data.simulator import UltrasoundSimulator
+from usgen_monai.utils import to_uint8
 
 SIZE = (64, 80)
 
@@ -116,15 +117,31 @@ def test_sample_seed():
         sample_seed(-1, 0)
 
 
-def test_atomic_png_and_uint8(tmp_path):
+def test_uint8():
     np.testing.assert_array_equal(to_uint8(np.array([[-0.5, 0.0, 0.5, 1.0, 2.0]])), [[0, 0, 128, 255, 255]])
     with pytest.raises(ValueError, match="NaN"):
         to_uint8(np.array([[np.nan]]))
-    path = write_png_atomic(tmp_path / "a" / "x.png", np.eye(4, dtype=np.uint8) * 255)
-    np.testing.assert_array_equal(_read(path), np.eye(4) * 255)
-    with pytest.raises(ValueError, match=r"x\.png: expected a 2D uint8 array"):
-        write_png_atomic(tmp_path / "x.png", np.eye(4))
-    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "x.png"]  # no temporary files left
+
+
+def test_synthetic_datalist_and_manifest_key_order():
+    datalist = synthetic_datalist(
+        "n", "d", {"0": "background"}, {"training": [{"image": "a"}], "test": []}, labels_multiclass={"0": "b"}
+    )
+    assert list(datalist) == [
+        "name",
+        "description",
+        "synthetic",
+        "tensorImageSize",
+        "modality",
+        "labels",
+        "labels_multiclass",
+        "numTraining",
+        "training",
+        "test",
+    ]
+    assert datalist["synthetic"] is True and datalist["numTraining"] == 1 and datalist["modality"] == {"0": "US"}
+    manifest = synthetic_manifest("n", {"layout": "busi", "num": 3})
+    assert list(manifest.items()) == [("name", "n"), ("synthetic", True), ("layout", "busi"), ("num", 3)]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import torch
 from monai.networks.nets import UNet
 
 from usgen_monai.data.simulator import UNIFIED_CLASSES
-from usgen_monai.engines.evaluation import downsampling_features, unified_target
+from usgen_monai.engines.evaluation import DownsamplingFeatures, unified_target
 
 
 def test_unified_target_picks_each_presets_target_classes():
@@ -21,7 +21,7 @@ def test_unified_target_picks_each_presets_target_classes():
 
 def test_downsampling_features_are_multiscale_and_need_strided_convs():
     net = UNet(2, 1, 1, channels=(4, 8, 16), strides=(2, 2), num_res_units=0)
-    f = downsampling_features(net)(torch.rand(3, 1, 32, 32))
+    f = DownsamplingFeatures(net)(torch.rand(3, 1, 32, 32))
     assert f.shape == (3, 4 + 8)  # the two strided convolutions of the encoder
     with pytest.raises(ValueError, match="no strided convolution"):
-        downsampling_features(torch.nn.Conv2d(1, 1, 3))
+        DownsamplingFeatures(torch.nn.Conv2d(1, 1, 3))

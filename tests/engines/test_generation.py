@@ -18,32 +18,30 @@ from tests.engines.csg_data import tiny_autoencoder, tiny_mask_prior, tiny_trans
 from usgen_monai.data.datasets import load_json_datalist
 from usgen_monai.data.simulator import PRESET_FINDINGS, PRESETS, UNIFIED_CLASSES, UltrasoundSimulator
 from usgen_monai.engines import (
+    BankContextSource,
     DDIMSchedule,
     DualGuidance,
-    LatentSampler,
-    RFlowSchedule,
-    load_checkpoint,
-    sampling_constants,
-    save_checkpoint,
-    simulator_vocabulary,
-)
-from usgen_monai.engines.generation import (
-    BankContextSource,
     FileContextSource,
     FileMaskSource,
+    LatentSampler,
     LearnedMaskSource,
     NoContextImageSource,
     PairGenerator,
-    PairWriter,
     ProceduralMaskSource,
+    RFlowSchedule,
     file_sha256,
+    load_checkpoint,
     merge_context,
     resolve_presets,
+    sampling_constants,
     sampling_schedule,
     sampling_steps,
+    save_checkpoint,
     select_context_source,
     select_mask_source,
+    simulator_vocabulary,
 )
+from usgen_monai.data.pair_writer import PairWriter
 
 SIZE = (32, 32)
 VOCAB = simulator_vocabulary()
@@ -184,7 +182,7 @@ def test_sampling_steps_and_schedules():
     assert sampling_steps("ddim", 50, 8) == 50
     assert sampling_steps("few_step", 50, 4) == 4
     for bad in ({"sampler": "euler"}, {"sampler": "few_step", "few_step_steps": 0}):
-        with pytest.raises(ValueError, match="sampler|few_step_steps"):
+        with pytest.raises(ValueError, match="sampling|few_step_steps"):
             sampling_steps(**bad)
     linspace = DDIMSchedule(timestep_spacing="linspace").config()
     assert sampling_schedule(linspace, "ddim").config()["timestep_spacing"] == "linspace"
@@ -192,7 +190,7 @@ def test_sampling_steps_and_schedules():
     few.set_timesteps(4)
     assert few.timesteps.tolist() == [999, 749, 499, 249]  # trailing: starts from pure noise
     assert sampling_schedule(RFlowSchedule().config(), "few_step").config() == RFlowSchedule().config()
-    with pytest.raises(ValueError, match="sampler"):
+    with pytest.raises(ValueError, match="sampling"):
         sampling_schedule(linspace, "dpm")
 
 
@@ -339,33 +337,82 @@ def test_file_masks_infer_the_preset_and_report_bad_files(tmp_path, caplog):
         FileMaskSource(tmp_path / "missing", SIZE)
 
 
+class _NamedSource:
+    """The smallest object that satisfies the MaskSource and ContextSource protocols."""
+
+    def __init__(self, name: str) -> None:
+        self.type, self.image_size, self.class_names, self.skipped, self.checkpoints = name, SIZE, UNIFIED_CLASSES, [], {}
+
+    def plan(self, *args, **kwargs):
+        return {"type": self.type}
+
+    def draw(self, request):
+        raise NotImplementedError
+
+
 def test_select_sources():
     built = []
-    sources = {name: (lambda name=name: built.append(name) or name) for name in ("prior", "procedural", "files")}
-    assert select_mask_source("procedural", "", sources) == "procedural"
-    assert select_mask_source("prior", "/data/masks", sources) == "files"  # --masks wins
+
+    def source(name):
+        built.append(name)
+        return _NamedSource(name)
+
+    sources = {name: (lambda name=name: source(name)) for name in ("prior", "procedural", "files")}
+    assert select_mask_source("procedural", "", sources).type == "procedural"
+    assert select_mask_source("prior", "/data/masks", sources).type == "files"  # --masks wins
     assert built == ["procedural", "files"]  # only the chosen source is built
     with pytest.raises(ValueError, match="mask_source must be one of"):
         select_mask_source("stylegan", "", sources)
-    contexts = {"bank": lambda: "bank", "file": lambda: "file", "none": lambda: "none"}
-    assert select_context_source("", contexts) == "bank" and select_context_source("ref.png", contexts) == "file"
-    assert select_context_source("", contexts, context_source="none") == "none"
+    with pytest.raises(ValueError, match="not a MaskSource"):
+        select_mask_source("prior", "", {"prior": lambda: "prior"})
+    contexts = {name: (lambda name=name: _NamedSource(name)) for name in ("bank", "file", "none")}
+    assert select_context_source("", contexts).type == "bank"
+    assert select_context_source("ref.png", contexts).type == "file"
+    assert select_context_source("", contexts, context_source="none").type == "none"
     with pytest.raises(ValueError, match="needs context_image"):
         select_context_source("", contexts, context_source="file")
     with pytest.raises(ValueError, match="unknown context_source 'style'"):
         select_context_source("", contexts, context_source="style")
+    with pytest.raises(ValueError, match="not a ContextSource"):
+        select_context_source("", {"bank": lambda: object()})
+
+
+def test_the_sampler_is_built_once(ckpt, tmp_path, monkeypatch):
+    generator = _generator(ckpt, tmp_path / "out")
+    used = []
+    original = LatentSampler.__call__
+
+    def spy(self, *args, **kwargs):
+        used.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LatentSampler, "__call__", spy)
+    generator.run(2)
+    assert len(used) == 2 and all(s is generator.sampler for s in used)  # the configured sampler, every record
+    # a record made with other settings gets its own sampler, built once and kept for the next such record
+    record = generator.plan(0, 0)
+    record["sampler"]["num_inference_steps"] = 1
+    generator.generate(record)
+    generator.generate(record)
+    assert used[-1] is used[-2] and used[-1] is not generator.sampler
+    assert used[-1].num_inference_steps == 1
 
 
 def test_no_context_image_uses_the_null_image_tokens(ckpt, tmp_path):
     generator = _generator(ckpt)
     record = generator.plan(0, 7)
     with_image = generator.generate(record)
-    generator.context_source = NoContextImageSource()
-    record["context_image"] = generator.context_source.plan(0, 7, "breast")
-    without = generator.generate(record)
+    source = generator.context_source
+    no_image = generator.plan(0, 7, context_source=NoContextImageSource())
+    assert no_image["context_image"] == {"type": "none"} and no_image["mask_source"] == record["mask_source"]
+    without = generator.generate(no_image)  # a "none" request needs no other source
+    assert generator.context_source is source  # nothing was swapped
     assert without.image.shape == with_image.image.shape
     assert not torch.equal(without.image, with_image.image)
-    torch.testing.assert_close(generator.regenerate(record).image, without.image, rtol=0, atol=0)
+    torch.testing.assert_close(generator.regenerate(no_image).image, without.image, rtol=0, atol=0)
+    bad = {**record, "context_image": {"type": "file", "path": "x.png"}}
+    with pytest.raises(ValueError, match="'file' request.*context source is 'bank'"):
+        generator.generate(bad)
 
 
 # --------------------------------------------------------------------------------------------- context sources
@@ -421,8 +468,10 @@ def test_run_writes_pairs_datalist_and_provenance(ckpt, tmp_path):
     assert summary.num_pairs == 3 and summary.skipped == []
     names = sorted(os.listdir(out))
     assert names == sorted(
-        ["datalist.json", "dataset.json"] + [f"sample_{i:06d}_{k}.png" for i in range(3) for k in ("image", "label")]
+        ["datalist.json", "dataset.json", "items"]
+        + [f"sample_{i:06d}_{k}.png" for i in range(3) for k in ("image", "label")]
     )  # no temporary files left
+    assert sorted(os.listdir(out / "items")) == [f"sample_{i:06d}.json" for i in range(3)]
     items = _datalist(out)
     assert [Path(item["image"]).name for item in items] == [f"sample_{i:06d}_image.png" for i in range(3)]
     record = items[1]["provenance"]
@@ -505,21 +554,43 @@ def test_user_masks_and_context_image(ckpt, tmp_path, caplog):
     assert not np.array_equal(_png(items[0]["image"]), _png(items[1]["image"]))
 
 
-def test_outputs_are_atomic(ckpt, tmp_path, monkeypatch):
+def test_a_killed_run_continues_where_it_stopped(ckpt, tmp_path, monkeypatch):
+    reference = tmp_path / "reference"
+    _generator(ckpt, reference).run(4, seed=2)
     out = tmp_path / "out"
     generator = _generator(ckpt, out)
-    calls = []
+    original = PairWriter.write
 
-    def failing_save(self, fp, *args, **kwargs):
-        calls.append(fp)
-        Path(fp).write_bytes(b"\x89PNG half written")
-        raise OSError("disk full")
+    def write_two_then_die(self, index, *args, **kwargs):
+        if index == 2:
+            raise KeyboardInterrupt  # the process is stopped while pair 2 is generated
+        return original(self, index, *args, **kwargs)
 
-    monkeypatch.setattr(Image.Image, "save", failing_save)
-    with pytest.raises(OSError, match="disk full"):
-        generator.run(2)
-    assert len(calls) == 1 and Path(calls[0]).parent == out
-    assert os.listdir(out) == []  # neither the half-written file nor a datalist or manifest
+    monkeypatch.setattr(PairWriter, "write", write_two_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        generator.run(4, seed=2)
+    assert not (out / "datalist.json").exists() and len(os.listdir(out / "items")) == 2
+    monkeypatch.setattr(PairWriter, "write", original)
+    generated, generate = [], PairGenerator.generate
+
+    def counting_generate(self, record, **kwargs):
+        generated.append(record["index"])
+        return generate(self, record, **kwargs)
+
+    monkeypatch.setattr(PairGenerator, "generate", counting_generate)
+    summary = _generator(ckpt, out).run(4, seed=2)
+    assert generated == [2, 3] and (summary.num_pairs, summary.num_resumed) == (2, 2)
+    for name in sorted(os.listdir(reference)):
+        if name.endswith(".png"):
+            assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    assert _datalist(out) == [
+        {k: (str(out / Path(v).name) if k in ("image", "label") else v) for k, v in item.items()}
+        for item in _datalist(reference)
+    ]
+    # a rerun with other settings does not keep the earlier pairs
+    generated.clear()
+    _generator(ckpt, out).run(4, seed=3)
+    assert generated == [0, 1, 2, 3]
 
 
 def test_dicom_output_is_flagged_synthetic(ckpt, tmp_path):

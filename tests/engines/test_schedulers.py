@@ -77,6 +77,17 @@ class TestSchedules(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "timestep_spacing"):
             DDIMSchedule(timestep_spacing="leading")
 
+    @parameterized.expand([[NoiseSchedule], [DDIMSchedule], [RFlowSchedule]])
+    def test_public_methods_are_documented(self, cls):
+        undocumented = []
+        for name, member in vars(cls).items():
+            func = member.fget if isinstance(member, property) else member
+            if not name.startswith("_") and callable(func) and not (func.__doc__ or "").strip():
+                undocumented.append(name)
+        self.assertEqual(undocumented, [], f"{cls.__name__} methods without a docstring")
+        for name in ("set_timesteps", "step", "config", "add_noise", "training_target", "sample_timesteps"):
+            self.assertIn(name, vars(cls))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,4 +1,5 @@
-"""Data: readers and writers (images, DICOM, data-set layouts), datasets, context selection and the simulator.
+"""Data: readers and writers (images, DICOM, data-set layouts, generated pairs), datasets, context selection and the
+simulator.
 
 Names are imported on first use, so ``import usgen_monai.data.simulator`` (pure numpy) does not pay for MONAI,
 torch and pydicom; ``from usgen_monai.data import UltrasoundDicomReader`` and bundle ``_target_`` strings work as
@@ -12,6 +13,7 @@ import importlib
 _EXPORTS = {
     "ContextBank": "usgen_monai.data.context_bank",
     "DatasetLayoutError": "usgen_monai.data.datasets",
+    "check_item_sizes": "usgen_monai.data.datasets",
     "detect_layout": "usgen_monai.data.datasets",
     "load_busi_datalist": "usgen_monai.data.datasets",
     "load_dataset": "usgen_monai.data.datasets",
@@ -43,9 +45,13 @@ _EXPORTS = {
     "segment_code_for": "usgen_monai.data.dicom_writers",
     "ultrasound_name_formatter": "usgen_monai.data.dicom_writers",
     "generator_training_dataset": "usgen_monai.data.generator_data",
+    "write_nifti": "usgen_monai.data.image_writers",
+    "write_png": "usgen_monai.data.image_writers",
     "LAYOUTS": "usgen_monai.data.layouts",
     "SimulationSummary": "usgen_monai.data.layouts",
     "simulate_dataset": "usgen_monai.data.layouts",
+    "OUTPUT_FORMATS": "usgen_monai.data.pair_writer",
+    "PairWriter": "usgen_monai.data.pair_writer",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -50,6 +50,7 @@ __all__ = [
     "DatasetLayoutError",
     "IMAGE_EXTENSIONS",
     "READ_LAYOUTS",
+    "check_item_sizes",
     "detect_layout",
     "load_busi_datalist",
     "load_dataset",
@@ -117,9 +118,25 @@ def _spatial_shape(path: Path) -> tuple[str, tuple[int, ...]] | None:
     return None
 
 
-def _check_sizes(image: Path, masks: Sequence[Path], what: str = "mask") -> None:
+def check_item_sizes(image: PathLike, labels: PathLike | Sequence[PathLike], what: str = "mask") -> None:
+    """The per-item size check of the readers: every label file of an item has its image's size.
+
+    Sizes are read from the file headers only (PNG, JPEG, BMP, TIFF, NIfTI); a pair of files of different readers,
+    or of a format without a cheap header read (DICOM, say), is not compared.
+
+    Args:
+        image: the item's image file.
+        labels: its label file, or several (BUSI's masks of one image).
+        what: names the label files in the message (``"mask"``, ``"annotation"``).
+
+    Raises:
+        DatasetLayoutError: a label of another size than its image (the message names both files and sizes), or
+            a file whose header cannot be read.
+    """
+    image = Path(image)
     image_shape = _spatial_shape(image)
-    for mask in masks:
+    for mask in [labels] if isinstance(labels, (str, os.PathLike)) else labels:
+        mask = Path(mask)
         mask_shape = _spatial_shape(mask)
         if image_shape is None or mask_shape is None or image_shape[0] != mask_shape[0]:
             continue
@@ -214,7 +231,7 @@ def load_busi_datalist(
                     raise DatasetLayoutError(f"image {image} has no mask: expected {folder / stem}_mask.png.")
             else:
                 if check_sizes:
-                    _check_sizes(image, mask_paths)
+                    check_item_sizes(image, mask_paths)
                 item["label"] = [_abs(p) for p in mask_paths]
             items.append(item)
     if not items:
@@ -332,7 +349,7 @@ def load_hc18_datalist(
                 raise DatasetLayoutError(f"image {image} has no annotation: expected {folder / stem}_Annotation.png.")
         else:
             if check_sizes:
-                _check_sizes(image, [annotation], "annotation")
+                check_item_sizes(image, [annotation], "annotation")
             item["label"] = _abs(annotation)
         item["group"] = _HC18_IMAGE.match(stem)["subject"]
         if table is not None:
@@ -425,7 +442,7 @@ def load_folder_pair_datalist(
                 )
         else:
             if check_sizes:
-                _check_sizes(image, [mask])
+                check_item_sizes(image, [mask])
             item["label"] = _abs(mask)
         items.append(item)
     return items
@@ -676,8 +693,20 @@ def split_dataset(
 
 
 def _to_grey(image: Any) -> Any:
-    """PIL converter: colour, palette and 1-bit images to 8-bit grey; grey and 16-bit images unchanged."""
-    return image.convert("L") if image.mode in ("RGB", "RGBA", "P", "PA", "LA", "1", "CMYK", "YCbCr") else image
+    """PIL converter: colour and palette images to 8-bit grey by the package's one luma rule, ITU-R BT.601
+    (:py:func:`usgen_monai.transforms.ultrasound.rgb_to_grey`, rounded), so grey stored as colour comes back exactly;
+    1-bit and grey + alpha images to 8-bit grey; grey and 16-bit images unchanged."""
+    import numpy as np
+    from PIL import Image
+
+    from usgen_monai.transforms.ultrasound.array import rgb_to_grey
+
+    if image.mode in ("1", "LA"):
+        return image.convert("L")
+    if image.mode not in ("RGB", "RGBA", "P", "PA", "CMYK", "YCbCr"):
+        return image
+    grey = rgb_to_grey(np.asarray(image.convert("RGB")), channel_dim=-1, keepdim=False)
+    return Image.fromarray(np.clip(np.round(grey), 0, 255).astype(np.uint8))
 
 
 def load_transforms(

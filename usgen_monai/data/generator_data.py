@@ -14,10 +14,11 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
+from usgen_monai.data.context_fields import CATEGORICAL_CONTEXT_FIELDS, GENERATOR_CONTEXT_FIELDS
+
 __all__ = [
     "SIMULATOR",
     "SUBSETS",
-    "GENERATOR_CONTEXT_FIELDS",
     "BINARY_MASK_CLASSES",
     "UserGeneratorDataset",
     "generator_training_dataset",
@@ -26,9 +27,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SIMULATOR = "simulator"
-# the flat context fields the generator is conditioned on (a subset of the simulator's context)
-GENERATOR_CONTEXT_FIELDS = ("preset", "finding", "probe", "depth_mm", "frequency_mhz", "gain_db", "dynamic_range_db")
-_CATEGORICAL_FIELDS = ("preset", "finding", "probe")
 # the unified class a binary mask's foreground stands for, per preset
 BINARY_MASK_CLASSES = {"breast": "lesion", "fetal_head": "brain", "msk": "tendon"}
 
@@ -39,7 +37,7 @@ def _flat_context(context: Mapping[str, Any], fields: Sequence[str]) -> dict[str
     out: dict[str, Any] = {}
     for field in fields:
         value = context.get(field)
-        if field in _CATEGORICAL_FIELDS:
+        if field in CATEGORICAL_CONTEXT_FIELDS:
             out[field] = "" if value is None else str(value)
         else:
             try:
@@ -187,11 +185,10 @@ class UserGeneratorDataset(Dataset):
         return merged
 
     def _read(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        from usgen_monai.data.datasets import _check_sizes
+        from usgen_monai.data.datasets import check_item_sizes
         from usgen_monai.data.image_files import read_grey_image, resize_label_map
 
-        labels = item["label"] if isinstance(item["label"], (list, tuple)) else [item["label"]]
-        _check_sizes(Path(item["image"]), [Path(p) for p in labels])
+        check_item_sizes(item["image"], item["label"])
         image = read_grey_image(item["image"], self.size).numpy()
         label_map = resize_label_map(torch.as_tensor(self._label(item["label"])), self.size).numpy().astype(np.uint8)
         context = dict(item.get("context") or {})

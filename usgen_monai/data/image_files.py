@@ -59,11 +59,13 @@ def _read_array(path: Path) -> np.ndarray:
 
 
 def _grey(arr: np.ndarray) -> np.ndarray:
-    """Colour ``(H, W, C)`` to grey by ITU-R BT.601 luma (the rule of the DICOM reader); grey passes through."""
+    """Colour ``(H, W, 3|4)`` to grey by the package's one ITU-R BT.601 luma,
+    :py:func:`usgen_monai.transforms.ultrasound.rgb_to_grey` (also the DICOM reader's); grey passes through."""
     if arr.ndim == 2:
         return arr
-    rgb = arr[..., :3].astype(np.float64)
-    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    from usgen_monai.transforms.ultrasound.array import rgb_to_grey
+
+    return rgb_to_grey(arr, channel_dim=-1, keepdim=False)
 
 
 def read_grey_image(path: str | os.PathLike, size: tuple[int, int]) -> torch.Tensor:

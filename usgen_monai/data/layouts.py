@@ -36,26 +36,26 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import time
 import warnings
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 
+from usgen_monai.data.image_writers import write_png
 from usgen_monai.data.simulator.simulator import sample_seed
-from usgen_monai.utils import atomic_write
+from usgen_monai.utils import to_uint8, write_json_atomic, write_text_atomic
 
 __all__ = [
+    "DATALIST_NAME",
     "LAYOUTS",
     "LAYOUT_WRITERS",
     "MANIFEST_NAME",
@@ -71,13 +71,12 @@ __all__ = [
     "mask_outline",
     "sample_seed",
     "simulate_dataset",
-    "to_uint8",
-    "write_json_atomic",
-    "write_png_atomic",
-    "write_text_atomic",
+    "synthetic_datalist",
+    "synthetic_manifest",
 ]
 
 MANIFEST_NAME = "dataset.json"
+DATALIST_NAME = "datalist.json"
 HC18_CSV_NAME = "training_set_pixel_size_and_HC.csv"
 HC18_CSV_HEADER = ("filename", "pixel size(mm)", "head circumference (mm)")
 
@@ -87,61 +86,6 @@ class _Sample(Protocol):
     label: np.ndarray
     mask: np.ndarray
     context: dict
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# atomic file writing
-
-
-def _write_atomic(path: str | os.PathLike, write) -> Path:
-    with atomic_write(path) as tmp, open(tmp, "xb") as f:
-        write(f)
-    return Path(path)
-
-
-def write_png_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:
-    """Write a 2D uint8 array as an 8-bit grey PNG, atomically (temporary file + :py:func:`os.replace`).
-
-    Raises:
-        ValueError: when ``array`` is not a 2D uint8 array.
-    """
-    array = np.asarray(array)
-    if array.ndim != 2 or array.dtype != np.uint8:
-        raise ValueError(f"{path}: expected a 2D uint8 array, got shape {array.shape} dtype {array.dtype}.")
-    image = Image.fromarray(array)
-    return _write_atomic(path, lambda f: image.save(f, format="PNG"))
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write UTF-8 text atomically."""
-    return _write_atomic(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable: {value!r}")
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write ``data`` as indented JSON atomically; numpy scalars and arrays become plain numbers and lists."""
-    return write_text_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Map a float image in [0, 1] to uint8 (0-255, rounded); values outside [0, 1] are clipped.
-
-    Raises:
-        ValueError: when ``image`` holds NaN or infinite values.
-    """
-    image = np.asarray(image, dtype=np.float32)
-    if not np.all(np.isfinite(image)):
-        raise ValueError("image holds NaN or infinite values; cannot write it as an 8-bit PNG.")
-    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -273,6 +217,48 @@ def head_circumference_mm(
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# datalists and manifests
+
+
+def synthetic_datalist(
+    name: str, description: str, labels: Mapping[str, str], splits: Mapping[str, Sequence[Any]], **fields: Any
+) -> dict[str, Any]:
+    """A MONAI (Decathlon-style) datalist of synthetic 2D ultrasound, marked ``"synthetic": true``.
+
+    Keys, in this order: ``name``, ``description``, ``synthetic``, ``tensorImageSize`` (``"2D"``), ``modality``
+    (``{"0": "US"}``), ``labels``, then ``fields``, ``numTraining`` (the length of ``splits["training"]``) and the
+    ``splits``. Read it with :py:func:`monai.data.load_decathlon_datalist` or
+    :py:func:`usgen_monai.data.datasets.load_json_datalist`.
+
+    Args:
+        name: the data set's name.
+        description: what it is; should say it is not real patient data.
+        labels: label value (as a string) -> class name.
+        splits: list name (``"training"``, ``"validation"``, ``"test"``) -> its items.
+        fields: more top-level entries, e.g. ``labels_multiclass``.
+    """
+    return {
+        "name": name,
+        "description": description,
+        "synthetic": True,
+        "tensorImageSize": "2D",
+        "modality": {"0": "US"},
+        "labels": dict(labels),
+        **fields,
+        "numTraining": len(splits.get("training", ())),
+        **{key: list(items) for key, items in splits.items()},
+    }
+
+
+def synthetic_manifest(name: str, entries: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest ``dataset.json`` of a synthetic data set: ``{"name": name, "synthetic": true, **entries}``.
+
+    Write it last (``write_json_atomic(folder / MANIFEST_NAME, ...)``): its presence means the data set is complete.
+    """
+    return {"name": name, "synthetic": True, **entries}
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # layout writers
 
 
@@ -321,7 +307,7 @@ class LayoutWriter(ABC):
         image, mask = np.asarray(sample.image), np.asarray(sample.mask)
         if image.ndim != 2 or image.shape != mask.shape:
             raise ValueError(f"expected 2D image and mask of one shape, got {image.shape} and {mask.shape}.")
-        return to_uint8(image), mask > 0
+        return to_uint8(image.astype(np.float32, copy=False)), mask > 0  # float32 math whatever the input dtype
 
 
 def _folder_name(finding: Any) -> str:
@@ -346,8 +332,8 @@ class BUSIWriter(LayoutWriter):
         finding = _folder_name(sample.context.get("finding", "normal"))
         self.per_finding[finding] += 1
         name = f"{finding} ({self.per_finding[finding]})"
-        write_png_atomic(self.root / finding / f"{name}.png", image)
-        write_png_atomic(self.root / finding / f"{name}_mask.png", mask.astype(np.uint8) * 255)
+        write_png(self.root / finding / f"{name}.png", image)
+        write_png(self.root / finding / f"{name}_mask.png", mask.astype(np.uint8) * 255)
         self.count += 1
         return {"image": f"{finding}/{name}.png", "label": f"{finding}/{name}_mask.png", "finding": finding}
 
@@ -374,9 +360,9 @@ class HC18Writer(LayoutWriter):
         spacing = _pixel_spacing_mm(sample.context, image.shape)
         stem = f"{self.count:03d}_HC"
         folder = self.root / "training_set"
-        write_png_atomic(folder / f"{stem}.png", image)
+        write_png(folder / f"{stem}.png", image)
         outline = mask_outline(mask, self.outline_thickness)
-        write_png_atomic(folder / f"{stem}_Annotation.png", outline.astype(np.uint8) * 255)
+        write_png(folder / f"{stem}_Annotation.png", outline.astype(np.uint8) * 255)
         hc = None
         if self.preset == "fetal_head":
             hc = head_circumference_mm(mask, spacing, getattr(sample, "fan_mask", None))
@@ -434,9 +420,9 @@ class MonaiWriter(LayoutWriter):
         if label.shape != image.shape or label.min(initial=0) < 0 or label.max(initial=0) > 255:
             raise ValueError(f"label map must be {image.shape} with values 0-255, got shape {label.shape}.")
         name = f"{self.count:05d}"
-        write_png_atomic(self.root / "images" / f"{name}_image.png", image)
-        write_png_atomic(self.root / "labels" / f"{name}_label.png", mask.astype(np.uint8))
-        write_png_atomic(self.root / "labels_multiclass" / f"{name}_label.png", label.astype(np.uint8))
+        write_png(self.root / "images" / f"{name}_image.png", image)
+        write_png(self.root / "labels" / f"{name}_label.png", mask.astype(np.uint8))
+        write_png(self.root / "labels_multiclass" / f"{name}_label.png", label.astype(np.uint8))
         record = {
             "image": f"images/{name}_image.png",
             "label": f"labels/{name}_label.png",
@@ -451,20 +437,15 @@ class MonaiWriter(LayoutWriter):
         from usgen_monai.data.datasets import split_dataset
 
         parts = split_dataset(self.records, fractions=self.split, seed=self.seed)
-        datalist: dict[str, Any] = {
-            "name": f"usgen-monai simulated {self.preset}",
-            "description": "Synthetic B-mode ultrasound from usgen_monai.data.simulator; not real patient data.",
-            "synthetic": True,
-            "tensorImageSize": "2D",
-            "modality": {"0": "US"},
-            "labels": {"0": "background", "1": "+".join(self.target) or "foreground"},
-            "labels_multiclass": {str(i): name for i, name in enumerate(self.classes)},
-            "numTraining": len(parts[0]),
-        }
-        for key, items in zip(self.split_keys, parts):
-            datalist[key] = items
-        write_json_atomic(self.root / "datalist.json", datalist)
-        return {"datalist": "datalist.json", "splits": {k: len(v) for k, v in zip(self.split_keys, parts)}}
+        datalist = synthetic_datalist(
+            f"usgen-monai simulated {self.preset}",
+            "Synthetic B-mode ultrasound from usgen_monai.data.simulator; not real patient data.",
+            labels={"0": "background", "1": "+".join(self.target) or "foreground"},
+            splits=dict(zip(self.split_keys, parts)),
+            labels_multiclass={str(i): name for i, name in enumerate(self.classes)},
+        )
+        write_json_atomic(self.root / DATALIST_NAME, datalist)
+        return {"datalist": DATALIST_NAME, "splits": {k: len(v) for k, v in zip(self.split_keys, parts)}}
 
 
 LAYOUT_WRITERS: dict[str, type[LayoutWriter]] = {"busi": BUSIWriter, "hc18": HC18Writer, "monai": MonaiWriter}
@@ -628,9 +609,7 @@ def simulate_dataset(
     files = writer.finalize()
     seconds = time.perf_counter() - start
 
-    manifest = {
-        "name": f"usgen-monai simulated {preset} ({layout} layout)",
-        "synthetic": True,
+    manifest: dict[str, Any] = {
         "generator": "usgen_monai.data.simulator.UltrasoundSimulator",
         "usgen_monai_version": usgen_monai.__version__,
         "layout": layout,
@@ -649,5 +628,6 @@ def simulate_dataset(
     }
     if command is not None:
         manifest["command"] = command
+    manifest = synthetic_manifest(f"usgen-monai simulated {preset} ({layout} layout)", manifest)
     write_json_atomic(out / MANIFEST_NAME, manifest)
     return SimulationSummary(out, layout, preset, int(num), size, int(seed), dict(findings), seconds, manifest)

@@ -1,26 +1,57 @@
-"""Engines: noise schedules, guidance, samplers, training (``monai.engines`` based) and checkpoints."""
+"""Engines: noise schedules, guidance, samplers, training (``monai.engines`` based), checkpoints, and the pair
+generator with its mask sources, context sources and provenance."""
 
 from __future__ import annotations
 
 from .checkpoint import (
     CHECKPOINT_FORMAT,
+    InvalidCheckpointError,
     ResumableCheckpoint,
     load_checkpoint,
     read_checkpoint,
     sampling_constants,
     save_checkpoint,
 )
-from .context import ContextVocabulary, simulator_vocabulary
-from .evaluation import GeneratorEvaluation
-from .generation import PairGenerator, PairWriter
+from .context import ContextVocabulary, merge_context, simulator_vocabulary
+from .context_sources import (
+    CONTEXT_SOURCES,
+    BankContextSource,
+    ContextImage,
+    ContextSource,
+    FileContextSource,
+    NoContextImageSource,
+    select_context_source,
+)
+from .evaluation import DownsamplingFeatures, GeneratorEvaluation
+from .generation import ITEMS_DIR, GeneratedPair, GenerationSummary, PairGenerator, resolve_presets
 from .guidance import ClassifierFreeGuidance, DualGuidance, combine_guidance
 from .losses import ChannelWeightedMSELoss
+from .mask_sources import (
+    MASK_SOURCES,
+    FileMaskSource,
+    LearnedMaskSource,
+    MaskSample,
+    MaskSource,
+    ProceduralMaskSource,
+    SimulatorCache,
+    select_mask_source,
+)
 from .prepare_batch import (
     LabelMapPrepareBatch,
     SeededPrepareBatch,
     TranslatorPrepareBatch,
     encode_latents,
     label_to_onehot,
+)
+from .provenance import (
+    SAMPLERS,
+    check_request_type,
+    check_sampler,
+    check_unchanged,
+    derived_seeds,
+    file_sha256,
+    sampling_schedule,
+    sampling_steps,
 )
 from .sampler import DiffusionSampler, LabelMapSample, LabelMapSampler, LatentSample, LatentSampler
 from .schedulers import SCHEDULES, DDIMSchedule, NoiseSchedule, RFlowSchedule, build_schedule
@@ -35,11 +66,40 @@ from .trainers import (
 )
 
 __all__ = [
+    "CONTEXT_SOURCES",
+    "BankContextSource",
+    "ContextImage",
+    "ContextSource",
+    "FileContextSource",
+    "NoContextImageSource",
+    "select_context_source",
+    "merge_context",
+    "DownsamplingFeatures",
     "GeneratorEvaluation",
     "ChannelWeightedMSELoss",
+    "ITEMS_DIR",
+    "GeneratedPair",
+    "GenerationSummary",
     "PairGenerator",
-    "PairWriter",
+    "resolve_presets",
+    "MASK_SOURCES",
+    "FileMaskSource",
+    "LearnedMaskSource",
+    "MaskSample",
+    "MaskSource",
+    "ProceduralMaskSource",
+    "SimulatorCache",
+    "select_mask_source",
+    "SAMPLERS",
+    "check_request_type",
+    "check_sampler",
+    "check_unchanged",
+    "derived_seeds",
+    "file_sha256",
+    "sampling_schedule",
+    "sampling_steps",
     "CHECKPOINT_FORMAT",
+    "InvalidCheckpointError",
     "ResumableCheckpoint",
     "load_checkpoint",
     "read_checkpoint",

@@ -14,12 +14,19 @@ Layout of a checkpoint file::
 Constants hold only plain Python values (numbers, strings, lists, dicts), never objects, so no unpickling of code is
 ever needed. :py:class:`ResumableCheckpoint` is the ignite handler that writes this file during training and resumes
 from it when a run is restarted.
+
+A file that cannot be a checkpoint (empty, truncated, corrupt, another kind of file, or a torch file of another
+layout) raises :py:class:`InvalidCheckpointError`, a ``ValueError`` that names the file, says which of these it is
+and what to do, instead of torch's ``PytorchStreamReader``/``UnpicklingError`` messages.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +37,7 @@ from usgen_monai.utils import atomic_write
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "InvalidCheckpointError",
     "ResumableCheckpoint",
     "load_checkpoint",
     "read_checkpoint",
@@ -41,6 +49,22 @@ CHECKPOINT_FORMAT = "usgen-monai-checkpoint"
 CHECKPOINT_VERSION = 1
 
 _PLAIN = (bool, int, float, str, type(None))
+
+# first bytes of files that end up where a checkpoint was expected, to say what the file is instead
+_KNOWN_FORMATS = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"\x1f\x8b": "a gzip file (e.g. .nii.gz)",
+    b"{": "a JSON or text file",
+}
+_ADVICE = (
+    "Delete it to start over (training writes a new one), or use another checkpoint, e.g. copy an earlier one here."
+)
+
+
+class InvalidCheckpointError(ValueError):
+    """A file that cannot be used as a checkpoint: empty, truncated, corrupt, not a torch file, or a torch file that is
+    not a ``usgen-monai-checkpoint``. The message names the file, says which, and what to do about it."""
 
 
 def _plain(value: Any, where: str) -> Any:
@@ -93,17 +117,91 @@ def save_checkpoint(
     return path
 
 
+def _weights_only_reason(error: Exception) -> str:
+    """The line of torch's long ``weights_only`` refusal that names the offending global."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    reason = next((line for line in lines if "Unsupported" in line), lines[0] if lines else "")
+    return reason.replace("WeightsUnpickler error: ", "").split(" Please use")[0]
+
+
+def _unreadable(path: Path, error: Exception) -> Exception:
+    """The error to raise for a file ``torch.load`` failed on: :py:class:`InvalidCheckpointError` when the file itself
+    is the problem (truncated, corrupt, not a torch file, holds objects ``weights_only`` refuses), else ``error``
+    itself (e.g. a CUDA ``map_location`` on a machine without a GPU)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"PK\x03\x04"):  # torch's zip format
+        if not zipfile.is_zipfile(path):
+            return InvalidCheckpointError(
+                f"checkpoint {path} is truncated ({size} bytes, the end of its zip archive is missing): the file was "
+                f"cut short, e.g. by a copy or a full disk. {_ADVICE}"
+            )
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            bad = f"<unreadable archive: {exc}>"
+        if bad is not None:
+            return InvalidCheckpointError(
+                f"checkpoint {path} is corrupt (damaged record {bad!r} in its archive). {_ADVICE}"
+            )
+        if isinstance(error, pickle.UnpicklingError):
+            return InvalidCheckpointError(
+                f"{path} is not a {CHECKPOINT_FORMAT} file: it holds Python objects that torch.load(weights_only=True) "
+                f"refuses ({_weights_only_reason(error)}), so save_checkpoint did not write it. {_ADVICE}"
+            )
+        return error
+    if head.startswith(b"\x80"):  # torch's legacy (pickle) format
+        return InvalidCheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({size} bytes of torch's legacy format that torch cannot read)."
+            f" {_ADVICE}"
+        )
+    kind = next((name for magic, name in _KNOWN_FORMATS.items() if head.startswith(magic)), None)
+    found = kind if kind is not None else f"a file starting with bytes {head!r}"
+    return InvalidCheckpointError(f"{path} is not a checkpoint: it is not a torch file but {found}. {_ADVICE}")
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint file with ``weights_only=True`` and check its format; returns the whole dict."""
+    """Read a checkpoint file with ``torch.load(..., weights_only=True)`` and check its format.
+
+    Args:
+        path: checkpoint file.
+        map_location: ``torch.load`` map location; the default ``"cpu"`` loads checkpoints saved on a GPU on any
+            machine.
+
+    Returns:
+        the whole checkpoint dict (``format``, ``version``, ``state_dicts``, ``constants``).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        InvalidCheckpointError: the file is empty, truncated, corrupt, not a torch file, not a
+            ``usgen-monai-checkpoint`` or of a newer version.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}.")
-    data = torch.load(path, map_location=map_location, weights_only=True)
+    if path.stat().st_size == 0:
+        raise InvalidCheckpointError(
+            f"checkpoint {path} is empty (0 bytes): its writing never started or was cut short. {_ADVICE}"
+        )
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises anything on bytes that are not a torch file (KeyError, EOFError, ...)
+        error = _unreadable(path, exc)
+        if error is exc:
+            raise
+        raise error from exc
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} file (found format {found!r}).")
+        raise InvalidCheckpointError(
+            f"{path} is not a {CHECKPOINT_FORMAT} file (found format {found!r}); save it with save_checkpoint."
+        )
     if int(data.get("version", 0)) > CHECKPOINT_VERSION:
-        raise ValueError(f"{path} has checkpoint version {data['version']}, newer than supported {CHECKPOINT_VERSION}.")
+        raise InvalidCheckpointError(
+            f"{path} has checkpoint version {data['version']}, newer than supported {CHECKPOINT_VERSION}; "
+            "update usgen-monai to read it."
+        )
     return data
 
 
@@ -123,6 +221,10 @@ def load_checkpoint(
 
     Returns:
         the constants dict (``latent_scale_factor``, ``scheduler``, ``class_names``, ...).
+
+    Raises:
+        FileNotFoundError, InvalidCheckpointError: see :py:func:`read_checkpoint`.
+        KeyError: a name of ``objects`` has no state in the checkpoint.
     """
     data = read_checkpoint(path, map_location)
     states = data["state_dicts"]
@@ -181,6 +283,18 @@ def _is_main_process() -> bool:
     )
 
 
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class ResumableCheckpoint:
     """Ignite handler: keep one up-to-date checkpoint file and resume from it.
 
@@ -190,6 +304,17 @@ class ResumableCheckpoint:
     rewritten every ``save_interval`` epochs (``epoch_level=True``) or iterations, and once more on ``COMPLETED``;
     every write is atomic (:py:func:`save_checkpoint`). ``final_filename`` additionally writes a copy when training
     completes (e.g. ``models/model.pt``).
+
+    A run that is killed (out of memory, a cluster's time limit, ``SIGKILL``) loses the iterations since the last
+    save: with ``epoch_level=False`` at most ``save_interval - 1`` iterations, even in the middle of an epoch. Resumed
+    mid-epoch, the engine runs the rest of that epoch's iterations (its counters and ``max_epochs`` are those of the
+    uninterrupted run) but draws them from the start of a fresh pass of the data loader, as ignite does. A kill during a
+    save leaves the previous checkpoint intact plus a partial temporary file, which the next resume deletes.
+
+    If the checkpoint to resume from is unreadable (empty, truncated or corrupt, which atomic saves alone do not cause:
+    a damaged disk or an interrupted copy can), resuming raises :py:class:`InvalidCheckpointError` naming the file
+    rather than starting over, which would silently discard the training it held and then overwrite it. Delete the
+    file to start over, or copy another checkpoint to its path to resume from that one.
 
     Args:
         save_dir: folder of the checkpoint.
@@ -242,9 +367,16 @@ class ResumableCheckpoint:
 
     @property
     def path(self) -> Path:
+        """The rolling checkpoint file, ``save_dir / filename``."""
         return self.save_dir / self.filename
 
     def attach(self, engine: Any) -> None:
+        """Register :py:meth:`load` on ``STARTED`` (if ``resume``), :py:meth:`save` every ``save_interval`` epochs or
+        iterations, and :py:meth:`complete` on ``COMPLETED``; the engine is saved under ``engine_key``.
+
+        Args:
+            engine: an ignite engine, e.g. a ``monai.engines.SupervisedTrainer``.
+        """
         from ignite.engine import Events
 
         if self.engine_key is not None:
@@ -257,10 +389,28 @@ class ResumableCheckpoint:
         engine.add_event_handler(Events.COMPLETED, self.complete)
 
     def load(self, engine: Any) -> None:
-        """Restore from the checkpoint file if it exists (keeping the engine's current ``max_epochs``)."""
+        """Restore from the checkpoint file if it exists (keeping the engine's current ``max_epochs``).
+
+        Args:
+            engine: the ignite engine being started; its ``state.device`` (if any) is the ``map_location``.
+
+        Raises:
+            InvalidCheckpointError: the file exists but is empty, truncated, corrupt or not a checkpoint (the run
+                does not start over by itself; see the class docstring).
+            KeyError: the file has no state for a name of ``save_dict``.
+            ValueError: the checkpoint is beyond the engine's ``max_epochs``.
+        """
+        if _is_main_process():
+            self._remove_partial_saves()
         if not self.path.is_file():
             return
-        data = read_checkpoint(self.path, map_location=getattr(engine.state, "device", None) or "cpu")
+        try:
+            data = read_checkpoint(self.path, map_location=getattr(engine.state, "device", None) or "cpu")
+        except InvalidCheckpointError as exc:
+            raise InvalidCheckpointError(
+                f"cannot resume training: {exc} (The run does not start over by itself, so that the training this file "
+                "held is not overwritten by mistake; resume=False starts over.)"
+            ) from exc
         states = data["state_dicts"]
         missing = [k for k in self.save_dict if k not in states]
         if missing:
@@ -279,6 +429,22 @@ class ResumableCheckpoint:
             self.constants.setdefault(key, value)
         self.logger.info(f"resumed from {self.path} at epoch {engine.state.epoch}, iteration {engine.state.iteration}")
 
+    def _remove_partial_saves(self) -> list[Path]:
+        """Delete the temporary files of saves that a killed process never finished (``.{filename}.{pid}.*.part*``,
+        see :py:class:`usgen_monai.utils.atomic_write`) whose writing process no longer runs; returns them."""
+        if os.name != "posix" or not self.save_dir.is_dir():  # os.kill(pid, 0) probes a process only on POSIX
+            return []
+        pattern = re.compile(rf"^\.{re.escape(self.filename)}\.(\d+)\.[0-9a-f]+\.part")
+        removed = []
+        for candidate in self.save_dir.iterdir():
+            match = pattern.match(candidate.name)
+            if match is None or not candidate.is_file() or _process_alive(int(match.group(1))):
+                continue
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+            self.logger.info(f"removed {candidate}, left by an interrupted save of {self.path}")
+        return removed
+
     def save(self, engine: Any | None = None) -> Path:
         """Write the rolling checkpoint now (only on rank 0 of a distributed run: every rank holds the same
         weights, and one writer avoids racing renames)."""
@@ -287,6 +453,8 @@ class ResumableCheckpoint:
         return save_checkpoint(self.path, self.save_dict, self.constants)
 
     def complete(self, engine: Any) -> None:
+        """On ``COMPLETED``: write the rolling checkpoint and, if ``final_filename`` is set, the final file with
+        ``final_objects`` only."""
         self.save(engine)
         if self.final_filename and _is_main_process():
             keep = self.save_dict if self.final_objects is None else {k: self.save_dict[k] for k in self.final_objects}

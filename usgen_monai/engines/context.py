@@ -1,4 +1,5 @@
-"""Context vocabulary: acquisition context dictionaries -> the index and scalar tensors the context encoder reads.
+"""The tabular context: its vocabulary (acquisition context dictionaries -> the index and scalar tensors the context
+encoder reads) and how a generated pair's context is merged from its sources (:py:func:`merge_context`).
 
 A context is what the simulator returns in ``sample.context`` (or what a data set's metadata says): categorical
 fields such as ``preset``, ``finding``, ``probe`` and scalar fields such as ``depth_mm``, ``frequency_mhz``,
@@ -15,7 +16,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["ContextVocabulary", "simulator_vocabulary"]
+from usgen_monai.data.context_fields import (
+    APPEARANCE_CONTEXT_FIELDS,
+    CATEGORICAL_CONTEXT_FIELDS,
+    GENERATOR_CONTEXT_FIELDS,
+    GEOMETRY_CONTEXT_FIELDS,
+    MASK_CONTEXT_FIELDS,
+)
+
+__all__ = ["ContextVocabulary", "merge_context", "simulator_vocabulary"]
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -206,8 +215,9 @@ def simulator_vocabulary() -> ContextVocabulary:
         for finding in PRESET_FINDINGS[preset]:
             if finding not in findings:
                 findings.append(finding)
+    values = {"preset": list(PRESETS), "finding": findings, "probe": ["linear", "curvilinear"]}
     return ContextVocabulary(
-        categorical={"preset": list(PRESETS), "finding": findings, "probe": ["linear", "curvilinear"]},
+        categorical={name: values[name] for name in CATEGORICAL_CONTEXT_FIELDS},
         scalars={
             "depth_mm": (20.0, 170.0),
             "frequency_mhz": (2.0, 16.0),
@@ -215,3 +225,47 @@ def simulator_vocabulary() -> ContextVocabulary:
             "dynamic_range_db": (40.0, 80.0),
         },
     )
+
+
+def merge_context(
+    mask_context: Mapping[str, Any] | None,
+    image_context: Mapping[str, Any] | None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The tabular context of a generated pair, field by field (the first source that has a value wins):
+
+    * ``preset``, ``finding``: the overrides, the mask source (which follows the run's ``preset`` and ``finding``),
+      never the context image, whose own finding is unrelated to the mask;
+    * ``probe``, ``depth_mm`` (geometry, which the label map depends on): the overrides, the mask source, the context
+      image's record;
+    * ``frequency_mhz``, ``gain_db``, ``dynamic_range_db`` (appearance): the overrides, the context image's record,
+      the mask source.
+
+    A field that no source knows is left out; the translator sees it as unknown (its null embedding), which training
+    taught it.
+
+    Args:
+        mask_context: what the mask source knows (preset, finding, and for simulated anatomy its acquisition).
+        image_context: the context image's record (a simulated bank image's acquisition), or empty.
+        overrides: user values; ``None`` values are ignored.
+
+    Returns:
+        the fields of :py:data:`usgen_monai.data.context_fields.GENERATOR_CONTEXT_FIELDS` that some source knows.
+    """
+    mask_context = dict(mask_context or {})
+    image_context = dict(image_context or {})
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    order: dict[str, tuple[dict[str, Any], ...]] = {}
+    for name in MASK_CONTEXT_FIELDS:
+        order[name] = (overrides, mask_context)
+    for name in GEOMETRY_CONTEXT_FIELDS:
+        order[name] = (overrides, mask_context, image_context)
+    for name in APPEARANCE_CONTEXT_FIELDS:
+        order[name] = (overrides, image_context, mask_context)
+    out: dict[str, Any] = {}
+    for name in GENERATOR_CONTEXT_FIELDS:
+        for source in order[name]:
+            if source.get(name) is not None:
+                out[name] = source[name]
+                break
+    return out

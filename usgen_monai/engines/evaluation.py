@@ -5,7 +5,6 @@ this module runs the generator and the segmenter to feed them."""
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -17,7 +16,8 @@ import torch
 from torch import nn
 
 from usgen_monai.data.simulator import PRESET_TARGETS, UNIFIED_CLASSES, UltrasoundSimulator, sample_seed
-from usgen_monai.engines.generation import NoContextImageSource
+from usgen_monai.engines.context_sources import NoContextImageSource
+from usgen_monai.engines.generation import PairGenerator
 from usgen_monai.metrics import (
     compare_speckle_statistics,
     context_effect,
@@ -27,9 +27,9 @@ from usgen_monai.metrics import (
     pairwise_ms_ssim,
     segmentation_dice,
 )
-from usgen_monai.utils import atomic_write
+from usgen_monai.utils import to_uint8, write_json_atomic
 
-__all__ = ["GeneratorEvaluation", "downsampling_features", "unified_target"]
+__all__ = ["DownsamplingFeatures", "GeneratorEvaluation", "unified_target"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def unified_target(label_maps: torch.Tensor, presets: Sequence[str]) -> torch.Te
     return out
 
 
-class downsampling_features:
+class DownsamplingFeatures:
     """Feature function for the Fréchet distance: global-average-pooled activations of every strided (downsampling)
     convolution of a network, concatenated (a multi-scale texture and layout descriptor of a segmenter trained here).
     """
@@ -90,7 +90,7 @@ class GeneratorEvaluation:
 
     def __init__(
         self,
-        generator: Any,
+        generator: PairGenerator,
         segmenter: nn.Module,
         presets: Sequence[str] = ("breast", "fetal_head", "msk"),
         num_real: int = 32,
@@ -127,14 +127,6 @@ class GeneratorEvaluation:
         pairs = [self.generator.generate(r) for r in records]
         return torch.stack([p.image[None] for p in pairs]), torch.stack([p.label[None] for p in pairs])
 
-    def _generate_without_image(self, record: dict) -> torch.Tensor:
-        saved = self.generator.context_source
-        self.generator.context_source = NoContextImageSource()
-        try:
-            return self._generate([record])[0]
-        finally:
-            self.generator.context_source = saved
-
     def _contrasting_context_images(self, preset: str) -> list[tuple[dict, float]]:
         """``(request, mean intensity)`` of the darkest and the brightest image of the preset's context bank."""
         source = self.generator.context_source
@@ -145,13 +137,7 @@ class GeneratorEvaluation:
         return [(source.request(k, preset), float(bank.images[k].mean())) for k in picks]
 
     def _records(self, preset: str, count: int, offset: int) -> list[dict]:
-        gen = self.generator
-        saved = gen.presets, gen.finding
-        gen.presets, gen.finding = (preset,), None
-        try:
-            return [gen.plan(offset + i, self.seed) for i in range(count)]
-        finally:
-            gen.presets, gen.finding = saved
+        return [self.generator.plan(offset + i, self.seed, presets=(preset,), finding=None) for i in range(count)]
 
     def _diversity_and_controllability(self, preset: str) -> dict[str, Any]:
         """MS-SSIM among samples of one mask (several noises and context images), and the effects of gain (with the
@@ -176,8 +162,8 @@ class GeneratorEvaluation:
                 r = copy.deepcopy(record)
                 r["context_overrides"] = {**r.get("context_overrides", {}), "gain_db": gain}
                 with_image.append(self._generate([r])[0])
-                r["context_image"] = {"type": NoContextImageSource.type}
-                without_image.append(self._generate_without_image(r))
+                r["context_image"] = NoContextImageSource().plan(0, 0, preset)
+                without_image.append(self._generate([r])[0])
             for (request, _), bucket in zip(contrast, (dark, bright)):
                 r = copy.deepcopy(record)
                 r["context_image"] = request
@@ -221,7 +207,7 @@ class GeneratorEvaluation:
                 results["presets"][preset].update(self._diversity_and_controllability(preset))
             all_real.append(real)
             all_gen.append(gen)
-        features = downsampling_features(self.segmenter)
+        features = DownsamplingFeatures(self.segmenter)
         real_f = extract_features(features, torch.cat(all_real))
         gen_f = extract_features(features, torch.cat(all_gen))
         results["frechet_distance_segmenter_features"] = frechet_distance(gen_f, real_f)
@@ -236,8 +222,7 @@ class GeneratorEvaluation:
         )
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            with atomic_write(self.output_dir / "metrics.json") as tmp:
-                tmp.write_text(json.dumps(results, indent=2))
+            write_json_atomic(self.output_dir / "metrics.json", results)
             self._figure(all_real, all_gen)
         return results
 
@@ -247,10 +232,7 @@ class GeneratorEvaluation:
         rows, titles = [], []
         for preset, r, g in zip(self.presets, real, gen):
             for name, x in (("real (simulated)", r), ("generated", g)):
-                tiles = [
-                    np.repeat((x[i, 0].clamp(0, 1).numpy() * 255).astype(np.uint8)[..., None], 3, -1)
-                    for i in range(min(6, len(x)))
-                ]
+                tiles = [np.repeat(to_uint8(x[i, 0])[..., None], 3, -1) for i in range(min(6, len(x)))]
                 rows.append(tiles)
                 titles.append(f"{preset}\n{name}")
         save_png(image_grid(rows, titles), str(self.output_dir / "real_vs_generated.png"))

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from usgen_monai.engines.schedulers import NoiseSchedule
+from usgen_monai.utils import module_device
 
 __all__ = ["DiffusionSampler", "LatentSampler", "LabelMapSampler", "LatentSample", "LabelMapSample"]
 
@@ -53,12 +54,6 @@ class LabelMapSample:
     labels: torch.Tensor
     onehot: torch.Tensor
     logits: torch.Tensor
-
-
-def _module_device(module: nn.Module) -> torch.device:
-    for p in module.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 def _batch_size_of(conditions: Mapping[str, Any]) -> int | None:
@@ -116,7 +111,7 @@ class DiffusionSampler:
 
     @property
     def device(self) -> torch.device:
-        return _module_device(self.denoiser) if isinstance(self.denoiser, nn.Module) else torch.device("cpu")
+        return module_device(self.denoiser) if isinstance(self.denoiser, nn.Module) else torch.device("cpu")
 
     def initial_noise(
         self, shape: Sequence[int], generator: torch.Generator | None = None, device: torch.device | None = None

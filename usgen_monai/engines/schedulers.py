@@ -29,9 +29,22 @@ class NoiseSchedule(Protocol):
     num_train_timesteps: int
 
     @property
-    def timesteps(self) -> torch.Tensor: ...
+    def timesteps(self) -> torch.Tensor:
+        """The sampling timesteps set by :py:meth:`set_timesteps`, from the noisiest to the cleanest.
 
-    def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None: ...
+        Returns:
+            a 1-D tensor of ``num_inference_steps`` timesteps; empty before :py:meth:`set_timesteps`.
+        """
+        ...
+
+    def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
+        """Choose the timesteps of sampling; call it before :py:attr:`timesteps` and :py:meth:`step`.
+
+        Args:
+            num_inference_steps: number of reverse steps, >= 1.
+            device: device of the timesteps tensor.
+        """
+        ...
 
     def step(
         self,
@@ -40,15 +53,68 @@ class NoiseSchedule(Protocol):
         sample: torch.Tensor,
         next_timestep: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One reverse (denoising) step from ``timestep`` towards the next timestep of :py:attr:`timesteps`.
 
-    def sample_timesteps(self, x0: torch.Tensor) -> torch.Tensor: ...
+        Args:
+            model_output: the network's prediction at ``timestep`` (noise, velocity or ``x0`` as the schedule was
+                trained), same shape as ``sample``.
+            timestep: the current timestep (a 0-d tensor from :py:attr:`timesteps`).
+            sample: the current noisy sample, ``(B, C, H, W)``.
+            next_timestep: the timestep after this one (``None`` after the last); schedules whose spacing implies it
+                ignore it.
+            generator: source of the noise of stochastic steps; deterministic schedules ignore it.
 
-    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor: ...
+        Returns:
+            ``(next_sample, predicted_x0)``, both shaped like ``sample``.
 
-    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor: ...
+        Raises:
+            RuntimeError: :py:meth:`set_timesteps` was not called.
+        """
+        ...
 
-    def config(self) -> dict[str, Any]: ...
+    def sample_timesteps(self, x0: torch.Tensor) -> torch.Tensor:
+        """Draw one training timestep per sample of the batch ``x0`` (``(B, ...)``).
+
+        Returns:
+            a ``(B,)`` tensor on ``x0``'s device.
+        """
+        ...
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The noisy training input ``x_t`` of clean samples ``x0`` at ``timesteps`` (forward process).
+
+        Args:
+            x0: clean samples, ``(B, C, H, W)``.
+            noise: Gaussian noise shaped like ``x0``.
+            timesteps: ``(B,)`` timesteps, e.g. from :py:meth:`sample_timesteps`.
+
+        Returns:
+            ``x_t``, shaped like ``x0``.
+        """
+        ...
+
+    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """What the network learns to predict from :py:meth:`add_noise`'s ``x_t`` (noise, velocity or ``x0``).
+
+        Args:
+            x0: clean samples, ``(B, C, H, W)``.
+            noise: the noise given to :py:meth:`add_noise`.
+            timesteps: the ``(B,)`` timesteps given to :py:meth:`add_noise`.
+
+        Returns:
+            the regression target, shaped like ``x0``.
+        """
+        ...
+
+    def config(self) -> dict[str, Any]:
+        """The schedule as plain values, ``{"name": ..., **settings}``, for checkpoints; :py:func:`build_schedule`
+        rebuilds an equal schedule from it.
+
+        Returns:
+            a JSON-safe dict.
+        """
+        ...
 
 
 class DDIMSchedule:
@@ -129,6 +195,16 @@ class DDIMSchedule:
         return self.scheduler.timesteps
 
     def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
+        """Choose ``num_inference_steps`` sampling timesteps with the ``timestep_spacing`` of the constructor
+        (``"trailing"``: ``T - 1, T - 1 - T // n, ...``).
+
+        Args:
+            num_inference_steps: number of reverse steps, >= 1.
+            device: device of the timesteps tensor.
+
+        Raises:
+            ValueError: ``num_inference_steps < 1``.
+        """
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got num_inference_steps={num_inference_steps}.")
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -153,12 +229,38 @@ class DDIMSchedule:
         return self.scheduler.step(model_output, int(timestep), sample, eta=self.eta, generator=generator)
 
     def sample_timesteps(self, x0: torch.Tensor) -> torch.Tensor:
+        """Uniform integer timesteps in ``[0, num_train_timesteps)``, one per sample of ``x0`` (``(B, ...)``).
+
+        Returns:
+            a ``(B,)`` long tensor on ``x0``'s device (drawn from torch's global generator).
+        """
         return torch.randint(0, self.num_train_timesteps, (x0.shape[0],), device=x0.device).long()
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """DDPM forward process ``x_t = sqrt(a_t) x0 + sqrt(1 - a_t) noise`` (``a_t``: cumulative product of alphas).
+
+        Args:
+            x0: clean samples, ``(B, C, H, W)``.
+            noise: Gaussian noise shaped like ``x0``.
+            timesteps: ``(B,)`` integer timesteps.
+
+        Returns:
+            ``x_t``, shaped like ``x0``.
+        """
         return self.scheduler.add_noise(original_samples=x0, noise=noise, timesteps=timesteps)
 
     def training_target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The target of ``prediction_type``: ``noise`` (``"epsilon"``), the velocity
+        ``sqrt(a_t) noise - sqrt(1 - a_t) x0`` (``"v_prediction"``) or ``x0`` (``"sample"``).
+
+        Args:
+            x0: clean samples, ``(B, C, H, W)``.
+            noise: the noise given to :py:meth:`add_noise`.
+            timesteps: the ``(B,)`` timesteps given to :py:meth:`add_noise`.
+
+        Returns:
+            the target, shaped like ``x0``.
+        """
         if self.scheduler.prediction_type == "epsilon":
             return noise
         if self.scheduler.prediction_type == "v_prediction":
@@ -166,6 +268,7 @@ class DDIMSchedule:
         return x0
 
     def config(self) -> dict[str, Any]:
+        """``{"name": "ddim", **constructor settings}``; :py:func:`build_schedule` rebuilds the schedule from it."""
         return {"name": self.name, **self._settings}
 
 
@@ -237,6 +340,15 @@ class RFlowSchedule:
         device: str | torch.device | None = None,
         input_img_size_numel: int | None = None,
     ) -> None:
+        """Choose ``num_inference_steps`` sampling timesteps from ``num_train_timesteps`` down (MONAI's
+        ``RFlowScheduler.set_timesteps``), shifted towards the noisy end if ``use_timestep_transform``.
+
+        Args:
+            num_inference_steps: number of Euler steps, >= 1.
+            device: device of the timesteps tensor.
+            input_img_size_numel: pixels of one latent (``H * W``) for the timestep shift; defaults to
+                ``base_img_size_numel`` (no shift).
+        """
         numel = input_img_size_numel if input_img_size_numel is not None else self._settings["base_img_size_numel"]
         self.scheduler.set_timesteps(num_inference_steps, device=device, input_img_size_numel=numel)
         self.num_inference_steps = int(num_inference_steps)
@@ -257,15 +369,38 @@ class RFlowSchedule:
         return self.scheduler.step(model_output, float(timestep), sample, nxt)
 
     def sample_timesteps(self, x0: torch.Tensor) -> torch.Tensor:
+        """Training timesteps in ``[0, num_train_timesteps)`` from ``sample_method`` (uniform or logit-normal), one
+        per sample of ``x0`` (``(B, C, H, W)``), rounded down to integers if ``use_discrete_timesteps``, then shifted
+        towards the noisy end for ``x0``'s size if ``use_timestep_transform``.
+
+        Returns:
+            a ``(B,)`` tensor on ``x0``'s device (drawn from torch's global generator).
+        """
         return self.scheduler.sample_timesteps(x0)
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The straight path ``x_t = (1 - t/T) x0 + (t/T) noise``.
+
+        Args:
+            x0: clean samples, ``(B, C, H, W)``.
+            noise: Gaussian noise shaped like ``x0``.
+            timesteps: ``(B,)`` timesteps in ``[0, T]``.
+
+        Returns:
+            ``x_t``, shaped like ``x0``.
+        """
         return self.scheduler.add_noise(original_samples=x0, noise=noise, timesteps=timesteps)
 
     def training_target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The velocity ``x0 - noise`` of the straight path (the same at every timestep, so ``timesteps`` is unused).
+
+        Returns:
+            the target, shaped like ``x0``.
+        """
         return x0 - noise
 
     def config(self) -> dict[str, Any]:
+        """``{"name": "rflow", **constructor settings}``; :py:func:`build_schedule` rebuilds the schedule from it."""
         return {"name": self.name, **self._settings}
 
 

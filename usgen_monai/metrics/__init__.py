@@ -1,8 +1,15 @@
-"""Metrics: pure functions of images, masks and features."""
+"""Metrics: pure functions of images, masks and features.
+
+* :py:mod:`~usgen_monai.metrics.conditioning`: does a conditioned generator follow its conditions (segmentation Dice,
+  mask consistency, context effect), how diverse are its images (pairwise MS-SSIM), how clean its label maps
+  (label-map fragmentation);
+* :py:mod:`~usgen_monai.metrics.realism`: do its images look like real ones (speckle statistics, class histograms and
+  their distance, Fréchet distance of features).
+"""
 
 from __future__ import annotations
 
-from .generation import (
+from .conditioning import (
     context_effect,
     label_map_fragmentation,
     mask_consistency,

@@ -40,8 +40,10 @@ __all__ = ["LatentTranslator", "ControlNetTranslator", "SPADETranslator"]
 class LatentTranslator(nn.Module):
     """Common interface of the semantic + context conditioned latent denoisers.
 
-    Subclasses implement :py:meth:`_denoise` and :py:meth:`semantic_modules` and set ``semantic_scale`` (how many
-    times larger than the latent the semantic map is expected to be, or ``None`` for "any size").
+    Subclasses implement :py:meth:`_denoise` and :py:meth:`semantic_modules` and set
+    ``semantic_resolution_multiple`` (how many times larger than the latent the semantic map is expected to be, or
+    ``None`` for "any size"; not to be confused with the semantic guidance scale of
+    :py:class:`usgen_monai.engines.DualGuidance`).
 
     Args:
         spatial_dims: 2 or 3.
@@ -50,7 +52,7 @@ class LatentTranslator(nn.Module):
         context_encoder: tokens for cross-attention; ``None`` builds a denoiser without context.
     """
 
-    semantic_scale: int | None = None
+    semantic_resolution_multiple: int | None = None
 
     def __init__(
         self, spatial_dims: int, latent_channels: int, num_classes: int, context_encoder: ContextEncoder | None
@@ -71,7 +73,7 @@ class LatentTranslator(nn.Module):
     # ---- conditions -------------------------------------------------------------------------------------------------
     def semantic_shape(self, latent_spatial_shape: Sequence[int]) -> tuple[int, ...]:
         """Expected spatial shape of the semantic map for latents of ``latent_spatial_shape``."""
-        scale = 1 if self.semantic_scale is None else self.semantic_scale
+        scale = 1 if self.semantic_resolution_multiple is None else self.semantic_resolution_multiple
         return tuple(int(s) * scale for s in latent_spatial_shape)
 
     def null_semantic(self, batch_size: int, latent_spatial_shape: Sequence[int], device=None) -> torch.Tensor:
@@ -196,9 +198,9 @@ class LatentTranslator(nn.Module):
                 f"semantic must be (B={x.shape[0]}, num_classes={self.num_classes}, ...), "
                 f"got shape {tuple(semantic.shape)}."
             )
-        if self.semantic_scale is not None and tuple(semantic.shape[2:]) != expected:
+        if self.semantic_resolution_multiple is not None and tuple(semantic.shape[2:]) != expected:
             raise ValueError(
-                f"semantic spatial shape must be {expected} ({self.semantic_scale}x the latent shape "
+                f"semantic spatial shape must be {expected} ({self.semantic_resolution_multiple}x the latent shape "
                 f"{tuple(x.shape[2:])}), got {tuple(semantic.shape[2:])}."
             )
         semantic = semantic.to(x.dtype)
@@ -320,7 +322,7 @@ class ControlNetTranslator(LatentTranslator):
             conditioning_embedding_num_channels=tuple(conditioning_embedding_num_channels),
             **common,
         )
-        self.semantic_scale = 2 ** (len(conditioning_embedding_num_channels) - 1)
+        self.semantic_resolution_multiple = 2 ** (len(conditioning_embedding_num_channels) - 1)
         self.conditioning_scale = conditioning_scale
         self._init_global_context(global_context)
 
@@ -373,7 +375,7 @@ class SPADETranslator(LatentTranslator):
             (zero-initialised; see :py:meth:`LatentTranslator._init_global_context`).
     """
 
-    semantic_scale = None
+    semantic_resolution_multiple = None
 
     def __init__(
         self,

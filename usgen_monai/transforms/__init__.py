@@ -1,53 +1,13 @@
-"""Transforms: array and dictionary pairs (``Foo`` / ``Food``) in the MONAI style, one folder per topic."""
+"""Transforms: array and dictionary pairs (``Foo`` / ``Food``) in the MONAI style, one folder per topic.
+
+Every public name of the topic packages (:py:mod:`usgen_monai.transforms.masks`,
+:py:mod:`usgen_monai.transforms.ultrasound`) is importable from here too.
+"""
 
 from __future__ import annotations
 
-from usgen_monai.transforms.masks import (
-    FillOutline,
-    FillOutlineD,
-    FillOutlined,
-    FillOutlineDict,
-    MergeMasks,
-    MergeMasksD,
-    MergeMasksd,
-    MergeMasksDict,
-)
-from usgen_monai.transforms.ultrasound import (
-    CropToUltrasoundRegion,
-    CropToUltrasoundRegionD,
-    CropToUltrasoundRegiond,
-    CropToUltrasoundRegionDict,
-    SelectFrames,
-    SelectFramesD,
-    SelectFramesd,
-    SelectFramesDict,
-    UltrasoundMetaKeys,
-    UltrasoundToGrey,
-    UltrasoundToGreyD,
-    UltrasoundToGreyd,
-    UltrasoundToGreyDict,
-)
+from usgen_monai.transforms import masks, ultrasound
+from usgen_monai.transforms.masks import *  # noqa: F403 - re-exported, listed by masks.__all__
+from usgen_monai.transforms.ultrasound import *  # noqa: F403 - re-exported, listed by ultrasound.__all__
 
-__all__ = [
-    "CropToUltrasoundRegion",
-    "CropToUltrasoundRegionD",
-    "CropToUltrasoundRegionDict",
-    "CropToUltrasoundRegiond",
-    "FillOutline",
-    "FillOutlineD",
-    "FillOutlineDict",
-    "FillOutlined",
-    "MergeMasks",
-    "MergeMasksD",
-    "MergeMasksDict",
-    "MergeMasksd",
-    "SelectFrames",
-    "SelectFramesD",
-    "SelectFramesDict",
-    "SelectFramesd",
-    "UltrasoundMetaKeys",
-    "UltrasoundToGrey",
-    "UltrasoundToGreyD",
-    "UltrasoundToGreyDict",
-    "UltrasoundToGreyd",
-]
+__all__ = [*masks.__all__, *ultrasound.__all__]

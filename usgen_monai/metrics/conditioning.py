@@ -1,8 +1,11 @@
-"""Metrics of a mask-conditioned generator: mask consistency, diversity and controllability."""
+"""Metrics of a mask-conditioned generator: how well its images respect the conditioning mask (segmentation Dice,
+mask consistency), how diverse they are (pairwise MS-SSIM), how much a context change moves them (context effect), and
+how clean its generated label maps are (label-map fragmentation)."""
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -20,8 +23,19 @@ def segmentation_dice(
     batch_size: int = 32,
     threshold: float = 0.5,
 ) -> float:
-    """Mean Dice of a binary segmenter (logits out, one channel) against ``masks`` over images that have a
-    foreground (Dice is undefined for two empty masks)."""
+    """Mean Dice of a binary segmenter against ``masks`` over the images whose mask has a foreground (Dice is
+    undefined for an empty mask, so those images are left out whatever the segmenter predicts there).
+
+    Args:
+        segmenter: ``(B, C, H, W)`` images -> ``(B, 1, H, W)`` logits.
+        images: ``(N, C, H, W)`` images.
+        masks: ``(N, 1, H, W)`` binary masks.
+        batch_size: images per segmenter call.
+        threshold: foreground where ``sigmoid(logits) > threshold``.
+
+    Returns:
+        the mean Dice, in [0, 1]; 0.0 when no mask has a foreground.
+    """
     metric = DiceMetric(include_background=True, reduction="mean", ignore_empty=True)
     for i in range(0, len(images), batch_size):
         pred = (torch.sigmoid(segmenter(images[i : i + batch_size])) > threshold).float()
@@ -37,8 +51,15 @@ def mask_consistency(
     An independent segmenter trained on real images segments the generated images; its Dice against the
     conditioning masks is compared with its Dice on real images (the best a perfect generator could score).
 
+    Args:
+        segmenter: ``(B, C, H, W)`` images -> ``(B, 1, H, W)`` logits (see :py:func:`segmentation_dice`).
+        generated: ``(N, C, H, W)`` generated images.
+        conditioning_masks: ``(N, 1, H, W)`` the masks they were generated from.
+        real: ``(M, C, H, W)`` real images.
+        real_masks: ``(M, 1, H, W)`` their masks.
+
     Returns:
-        {"dice_generated", "dice_real", "ratio"} where ratio = dice_generated / dice_real.
+        {"dice_generated", "dice_real", "ratio"} where ratio = dice_generated / dice_real (NaN if dice_real is 0).
     """
     gen = segmentation_dice(segmenter, generated, conditioning_masks)
     ref = segmentation_dice(segmenter, real, real_masks)
@@ -48,8 +69,17 @@ def mask_consistency(
 def pairwise_ms_ssim(images: torch.Tensor, max_pairs: int = 200, seed: int = 0) -> float:
     """Mean multi-scale SSIM over pairs of (N, 1, H, W) images in [0, 1]: lower means more diverse.
 
-    The number of scales adapts to the image size (MS-SSIM halves the image per scale and needs the 7-pixel
-    window to fit at the coarsest).
+    The number of scales adapts to the image size: MS-SSIM halves the image per scale, and as many of the 5 scales
+    are used as keep at least 14 pixels (twice the 7-pixel window) at the coarsest (16 pixels: 1 scale, 32: 2,
+    64: 3, 128: 4, 256: 5), with the standard weights of those scales renormalised to sum to 1.
+
+    Args:
+        images: ``(N, 1, H, W)`` images, N >= 2.
+        max_pairs: at most this many of the N (N - 1) / 2 pairs, drawn without replacement.
+        seed: seed of that draw.
+
+    Returns:
+        the mean MS-SSIM (1 for identical images), computed in float32.
     """
     n, _, h, w = images.shape
     if n < 2:
@@ -79,8 +109,11 @@ def context_effect(
         masks: optional (N, 1, H, W) region (e.g. the field of view) over which intensities are compared.
 
     Returns:
-        {"mean_a", "mean_b", "difference", "effect_size"}: effect size is the difference of per-image means over
-        their pooled standard deviation (Cohen's d), so a controllable context gives |d| well above 1.
+        {"mean_a", "mean_b", "difference", "effect_size"}: the mean over images of the per-image means, B minus A,
+        and Cohen's d, the difference over the pooled standard deviation ``sqrt((var_a + var_b) / 2)`` of the
+        per-image means (unbiased variances), so a controllable context gives |d| well above 1. Without spread
+        between the images (all per-image means equal, or N = 1), d is +-inf in the direction of the difference,
+        and NaN without a difference.
     """
     if images_a.shape != images_b.shape:
         raise ValueError(f"images_a and images_b must match, got {tuple(images_a.shape)} and {tuple(images_b.shape)}.")
@@ -89,14 +122,13 @@ def context_effect(
     masks = masks.bool()
     ma = torch.stack([a[m].mean() for a, m in zip(images_a, masks)]).double()
     mb = torch.stack([b[m].mean() for b, m in zip(images_b, masks)]).double()
-    pooled = torch.sqrt((ma.var(unbiased=True) + mb.var(unbiased=True)) / 2) if len(ma) > 1 else torch.tensor(0.0)
+    pooled = float(torch.sqrt((ma.var(unbiased=True) + mb.var(unbiased=True)) / 2)) if len(ma) > 1 else 0.0
     diff = float(mb.mean() - ma.mean())
-    return {
-        "mean_a": float(ma.mean()),
-        "mean_b": float(mb.mean()),
-        "difference": diff,
-        "effect_size": diff / float(pooled) if float(pooled) > 0 else float("inf") * np.sign(diff),
-    }
+    if pooled > 0:
+        effect = diff / pooled
+    else:
+        effect = math.copysign(math.inf, diff) if diff != 0 else math.nan
+    return {"mean_a": float(ma.mean()), "mean_b": float(mb.mean()), "difference": diff, "effect_size": effect}
 
 
 def label_map_fragmentation(label_maps: torch.Tensor | np.ndarray, min_size: int = 16) -> float:
@@ -107,6 +139,10 @@ def label_map_fragmentation(label_maps: torch.Tensor | np.ndarray, min_size: int
     Args:
         label_maps: ``(N, 1, H, W)`` or ``(N, H, W)`` integer maps, 0 = background.
         min_size: components smaller than this count as fragments.
+
+    Returns:
+        fragment pixels over non-background pixels, both summed over all maps (so a map weighs by its anatomy
+        pixels, not equally); 0.0 for maps without anatomy.
     """
     from scipy import ndimage
 
