@@ -32,7 +32,9 @@ def _evaluate(models, out, **overrides) -> dict:  # noqa: F811 (the fixture, pas
         output_dir=str(out.parent / "unused"),
         evaluation_dir=str(out),
         num_real=4,
-        num_generated=3,
+        num_generated=4,
+        c2st_folds=2,
+        c2st_epochs=1,
         num_inference_steps=2,
         progress=False,
         **{**TINY, **SEGMENTER, **overrides},
@@ -54,6 +56,9 @@ def test_evaluate_overlay_writes_all_metrics(models, tmp_path):  # noqa: F811
         dark, bright = m["context_image_effect"]["context_image_means"]
         assert dark < bright  # the darkest and the brightest image of the bank
         assert m["speckle_statistics"], "no class in common between generated and real images"
+        for key in ("c2st_auc", "c2st_auc_real_vs_real", "c2st_auc_reconstruction"):
+            assert 0 <= m[key]["auc"] <= 1 and len(m[key]["aucs"]) == 2, key
+        assert m["high_frequency_energy_ratio"] > 0 and m["reconstruction_high_frequency_energy_ratio"] > 0
     assert metrics["frechet_distance_segmenter_features"] >= 0
     assert (out / "real_vs_generated.png").stat().st_size > 0
 

@@ -19,10 +19,12 @@ from usgen_monai.data.simulator import PRESET_TARGETS, UNIFIED_CLASSES, Ultrasou
 from usgen_monai.engines.context_sources import NoContextImageSource
 from usgen_monai.engines.generation import PairGenerator
 from usgen_monai.metrics import (
+    classifier_two_sample_test,
     compare_speckle_statistics,
     context_effect,
     extract_features,
     frechet_distance,
+    high_frequency_energy,
     mask_consistency,
     pairwise_ms_ssim,
     segmentation_dice,
@@ -86,6 +88,13 @@ class GeneratorEvaluation:
             darkest and the brightest image of the preset's context bank.
         seed: seeds the real images (offset far from training seeds) and the generated ones.
         output_dir: where ``metrics.json`` and a sample grid are written; None writes nothing.
+        c2st_folds: folds of the classifier two-sample tests (0 skips them).
+        c2st_epochs: training epochs of each fold's classifier.
+
+    Realism, per preset: the classifier two-sample test (C2ST) ROC AUC of generated vs real images, with real vs
+    other real images as its noise floor and the stage-1 reconstructions of real images vs real ones (what the
+    autoencoder alone loses); the high-frequency energy (speckle) of generated and of reconstructed images over that
+    of real images; speckle statistics per tissue class.
     """
 
     def __init__(
@@ -100,6 +109,8 @@ class GeneratorEvaluation:
         gain_db: tuple[float, float] = (-8.0, 8.0),
         seed: int = 12345,
         output_dir: str | os.PathLike | None = None,
+        c2st_folds: int = 4,
+        c2st_epochs: int = 30,
     ) -> None:
         if num_diversity_masks > 0 and samples_per_mask < 2:
             raise ValueError(f"samples_per_mask must be >= 2 for pairwise diversity, got {samples_per_mask}.")
@@ -113,12 +124,16 @@ class GeneratorEvaluation:
         self.gain_db = tuple(float(g) for g in gain_db)
         self.seed = int(seed)
         self.output_dir = Path(output_dir) if output_dir else None
+        if c2st_folds == 1 or c2st_folds < 0:
+            raise ValueError(f"c2st_folds must be 0 (skip) or >= 2, got c2st_folds={c2st_folds}.")
+        self.c2st_folds = int(c2st_folds)
+        self.c2st_epochs = int(c2st_epochs)
 
-    def _real(self, preset: str):
+    def _real(self, preset: str, offset: int = 1_000_000):
         sim = UltrasoundSimulator(preset, size=self.generator.image_size)
         images, maps = [], []
         for i in range(self.num_real):
-            s = sim.sample(seed=sample_seed(self.seed + 1_000_000, i))
+            s = sim.sample(seed=sample_seed(self.seed + offset, i))
             images.append(torch.from_numpy(s.image)[None])
             maps.append(torch.from_numpy(sim.to_unified(s.label).astype(np.int64))[None])
         return torch.stack(images), torch.stack(maps)
@@ -135,6 +150,30 @@ class GeneratorEvaluation:
         means = bank.images[pool].mean(dim=(1, 2, 3))
         picks = [int(pool[int(torch.argmin(means))]), int(pool[int(torch.argmax(means))])]
         return [(source.request(k, preset), float(bank.images[k].mean())) for k in picks]
+
+    @torch.no_grad()
+    def _reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        autoencoder = self.generator.autoencoder
+        device = next(autoencoder.parameters()).device
+        out = [autoencoder.reconstruct(images[i : i + 8].to(device)).clamp(0, 1).cpu() for i in range(0, len(images), 8)]
+        return torch.cat(out)
+
+    def _realism(self, preset: str, real: torch.Tensor, gen: torch.Tensor) -> dict[str, Any]:
+        """C2ST AUCs and high-frequency energy ratios of generated and reconstructed images against real ones."""
+        other_real, _ = self._real(preset, offset=2_000_000)
+        reconstructed = self._reconstruct(other_real)
+        real_energy = high_frequency_energy(real)
+        out: dict[str, Any] = {
+            "high_frequency_energy_real": real_energy,
+            "high_frequency_energy_ratio": high_frequency_energy(gen) / real_energy,
+            "reconstruction_high_frequency_energy_ratio": high_frequency_energy(reconstructed) / real_energy,
+        }
+        if self.c2st_folds:
+            settings = {"folds": self.c2st_folds, "epochs": self.c2st_epochs, "seed": self.seed}
+            out["c2st_auc"] = classifier_two_sample_test(real, gen, **settings)
+            out["c2st_auc_real_vs_real"] = classifier_two_sample_test(real, other_real, **settings)
+            out["c2st_auc_reconstruction"] = classifier_two_sample_test(real, reconstructed, **settings)
+        return out
 
     def _records(self, preset: str, count: int, offset: int) -> list[dict]:
         return [self.generator.plan(offset + i, self.seed, presets=(preset,), finding=None) for i in range(count)]
@@ -198,6 +237,7 @@ class GeneratorEvaluation:
             speckle = compare_speckle_statistics(gen, gen_maps, real, real_maps, len(UNIFIED_CLASSES), UNIFIED_CLASSES)
             real_dice = segmentation_dice(self.segmenter, real, unified_target(real_maps, [preset] * len(real)))
             results["presets"][preset] = {
+                **self._realism(preset, real, gen),
                 "mask_consistency": consistency,
                 "segmenter_dice_real": real_dice,
                 "speckle_statistics": speckle,
@@ -217,6 +257,8 @@ class GeneratorEvaluation:
         logger.info(
             "mask consistency (generated / real Dice): "
             + ", ".join(f"{k} {v['mask_consistency']['ratio']:.3f}" for k, v in results["presets"].items())
+            + "; C2ST AUC (0.5 = indistinguishable): "
+            + ", ".join(f"{k} {v['c2st_auc']['auc']:.3f}" for k, v in results["presets"].items() if "c2st_auc" in v)
             + f"; Fréchet distance {results['frechet_distance_segmenter_features']:.3f} "
             f"(real vs real {results['frechet_distance_real_vs_real_halves']:.3f})"
         )

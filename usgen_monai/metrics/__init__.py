@@ -4,7 +4,9 @@
   mask consistency, context effect), how diverse are its images (pairwise MS-SSIM), how clean its label maps
   (label-map fragmentation);
 * :py:mod:`~usgen_monai.metrics.realism`: do its images look like real ones (speckle statistics, class histograms and
-  their distance, Fréchet distance of features).
+  their distance, Fréchet distance of features);
+* :py:mod:`~usgen_monai.metrics.two_sample`: can a network tell them apart (classifier two-sample test ROC AUC) and
+  how much fine texture they keep (high-frequency energy).
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from .realism import (
     histogram_distance,
     speckle_statistics,
 )
+from .two_sample import classifier_two_sample_test, high_frequency_energy
 
 __all__ = [
+    "classifier_two_sample_test",
+    "high_frequency_energy",
     "class_histograms",
     "compare_speckle_statistics",
     "context_effect",
