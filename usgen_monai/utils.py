@@ -144,3 +144,4 @@ def size_2d(size: Any, name: str = "image_size") -> tuple[int, int]:
     if len(size) != 2 or min(size) < 1:
         raise ValueError(f"{name} must be (H, W) with positive entries, got {name}={size}.")
     return size
+

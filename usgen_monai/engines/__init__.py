@@ -54,6 +54,8 @@ from .provenance import (
     sampling_steps,
 )
 from .sampler import DiffusionSampler, LabelMapSample, LabelMapSampler, LatentSample, LatentSampler
+from .sam_predictor import CachedEmbedding, PromptPredictor
+from .sam_training import RealSyntheticSampler, SamInferer, SamPrepareBatch, set_trainable
 from .schedulers import SCHEDULES, DDIMSchedule, NoiseSchedule, RFlowSchedule, build_schedule
 from .trainers import (
     AutoencoderKLTrainer,
@@ -66,6 +68,12 @@ from .trainers import (
 )
 
 __all__ = [
+    "CachedEmbedding",
+    "PromptPredictor",
+    "RealSyntheticSampler",
+    "SamInferer",
+    "SamPrepareBatch",
+    "set_trainable",
     "CONTEXT_SOURCES",
     "BankContextSource",
     "ContextImage",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .context_encoder import ContextEncoder, ImageContextTokenizer, TabularContextEncoder
 from .mgcc import MGCCNet
 from .translator import ControlNetTranslator, LatentTranslator, SPADETranslator
+from .sam import SAM_ARCHITECTURES, PromptableSam, build_sam, load_sam_weights, read_sam_state_dict
 
 __all__ = [
     "ContextEncoder",
@@ -18,4 +19,9 @@ __all__ = [
     "ControlNetTranslator",
     "SPADETranslator",
     "MGCCNet",
+    "SAM_ARCHITECTURES",
+    "PromptableSam",
+    "build_sam",
+    "load_sam_weights",
+    "read_sam_state_dict",
 ]
