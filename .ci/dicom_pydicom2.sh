@@ -17,7 +17,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MAIN_VENV="${MAIN_VENV:-$ROOT/.venv}"
 VENV="${PYDICOM2_VENV:-$ROOT/.venv-pydicom2}"
 PINS=(pydicom==2.4.4 highdicom==0.22.0 numpy==1.26.4 pillow-jpls==1.3.2)
-TESTS=(tests/data/test_dicom_reader.py tests/data/test_dicom_writers.py tests/data/test_dicom_fuzz.py)
+TESTS=(tests/data/test_dicom_reader.py tests/data/test_dicom_writers.py tests/data/test_dicom_fuzz.py
+       tests/data/test_image_files.py tests/data/test_library_messages.py tests/engines/test_context_sources_dicom.py)
 for t in "$ROOT"/tests/transforms/test_ultrasound_*.py; do [ -e "$t" ] && TESTS+=("${t#"$ROOT"/}"); done
 
 if [ ! -x "$MAIN_VENV/bin/python" ]; then

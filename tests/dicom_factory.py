@@ -55,6 +55,8 @@ __all__ = [
     "Region",
     "bmode_frames",
     "build_variant",
+    "frame_level",
+    "frame_numbered_cine",
     "linear_window",
     "make_image_dataset",
     "make_sr_dataset",
@@ -169,6 +171,26 @@ def bmode_frames(rows: int = 48, cols: int = 64, frames: int = 1, seed: int = 0,
         frame[1:4, 1:6] = 255  # burned-in annotation outside the imaging region
         out[f] = np.clip(np.round(frame), 0, 255).astype(np.uint8)
     return out
+
+
+def frame_level(frame: int) -> int:
+    """The grey level of the imaging region in frame ``frame`` of :py:func:`frame_numbered_cine`."""
+    return 40 + 5 * int(frame)
+
+
+def frame_numbered_cine(frames: int = 30, rows: int = 48, cols: int = 64, region: Region | None = None) -> np.ndarray:
+    """B-mode stored as colour, ``(frames, rows, cols, 3)`` uint8 with R = G = B, whose frames tell themselves apart:
+    the imaging region (default the first of ``DEFAULT_REGIONS``) of frame ``f`` is uniform at
+    ``frame_level(f)``, the rest black but for a block of burned-in "text" (255) in the top-left corner. A reader that
+    picks frame ``f`` and crops to the region sees exactly ``frame_level(f)`` everywhere."""
+    if frame_level(frames - 1) > 254:
+        raise ValueError(f"frame_numbered_cine holds at most 43 frames, got frames={frames}.")
+    region = region or DEFAULT_REGIONS[0]
+    grey = np.zeros((frames, rows, cols), np.uint8)
+    for f in range(frames):
+        grey[f, region.y0 : region.y1 + 1, region.x0 : region.x1 + 1] = frame_level(f)
+    grey[:, 1:4, 1:6] = 255
+    return np.repeat(grey[..., None], 3, axis=-1)
 
 
 def with_doppler(grey: np.ndarray) -> np.ndarray:

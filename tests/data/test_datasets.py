@@ -23,6 +23,7 @@ from usgen_monai.data.datasets import (
     load_hc18_datalist,
     load_json_datalist,
     load_transforms,
+    load_unext_datalist,
     split_dataset,
 )
 
@@ -313,6 +314,71 @@ def test_folder_pair_binarised(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# UNeXt / MGCC / CMU-Net: images/<name> + masks/<class index>/<name>
+
+
+def _unext(root: Path, classes: int = 1) -> Path:
+    """case1, case2, case10 with one mask per class folder; class k's box is shifted by 4k rows."""
+    for seed, name in enumerate(("case1", "case2", "case10")):
+        _png(root / "images" / f"{name}.png", _image(seed=seed))
+        for k in range(classes):
+            _png(root / "masks" / str(k) / f"{name}.png", _box_mask(box=(2 + 4 * k, 6 + 4 * k, 3, 12)))
+    return root
+
+
+def test_unext_single_class_items_and_transforms(tmp_path):
+    root = _unext(tmp_path / "busi_unext")
+    items = load_unext_datalist(root)
+    assert [Path(item["image"]).name for item in items] == ["case1.png", "case2.png", "case10.png"]
+    assert all(item["label"] == [str(root / "masks" / "0" / Path(item["image"]).name)] for item in items)
+    label = np.asarray(load_transforms("unext")(items[0])["label"])
+    np.testing.assert_array_equal(label, (_box_mask(box=(2, 6, 3, 12)) > 0).T[None].astype(np.float32))
+
+
+def test_unext_multi_class_gives_one_channel_per_class(tmp_path):
+    root = _unext(tmp_path / "three", classes=3)
+    items = load_dataset(root)  # detected
+    assert [Path(p).parent.name for p in items[1]["label"]] == ["0", "1", "2"]
+    label = np.asarray(load_transforms("unext")(items[1])["label"])
+    assert label.shape == (3, 30, 20) and set(np.unique(label)) == {0.0, 1.0}
+    for k in range(3):
+        np.testing.assert_array_equal(label[k], (_box_mask(box=(2 + 4 * k, 6 + 4 * k, 3, 12)) > 0).T)
+
+
+def test_unext_errors(tmp_path):
+    root = _unext(tmp_path / "a", classes=2)
+    (root / "masks" / "1" / "case2.png").unlink()
+    with pytest.raises(DatasetLayoutError, match=r"image .*case2\.png has no mask in .*masks/1: expected"):
+        load_unext_datalist(root)
+    with pytest.raises(DatasetLayoutError, match=r"case2\.png has no mask in .*masks/1"):
+        load_unext_datalist(root, allow_missing_labels=True)  # masks in some class folders only: still an error
+
+    root = _unext(tmp_path / "b")
+    _png(root / "masks" / "0" / "case3.png", _box_mask())
+    with pytest.raises(DatasetLayoutError, match=r"mask .*masks/0/case3\.png has no image in .*images"):
+        load_unext_datalist(root)
+
+    root = _unext(tmp_path / "c")
+    _png(root / "masks" / "0" / "case2.png", _box_mask(shape=(20, 31)))
+    with pytest.raises(DatasetLayoutError, match=r"case2\.png is 20x30 .*masks/0/case2\.png is 20x31"):
+        load_unext_datalist(root)
+
+    root = _unext(tmp_path / "d")
+    (root / "masks" / "0").rename(root / "masks" / "1")
+    with pytest.raises(DatasetLayoutError, match=r"class folders of .*masks are \['1'\]; expected 0 to 0"):
+        load_unext_datalist(root)
+
+    root = _unext(tmp_path / "e")
+    shutil.rmtree(root / "masks" / "0")
+    with pytest.raises(DatasetLayoutError, match=r"mask folder .*masks has no class folders"):
+        load_unext_datalist(root)
+
+    root = _unext(tmp_path / "f")
+    _png(root / "images" / "case4.png", _image())
+    assert "label" not in load_unext_datalist(root, allow_missing_labels=True)[2]  # case4: no mask at all
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # MONAI datalist JSON
 
 
@@ -374,6 +440,9 @@ def test_detect_layout(tmp_path):
     assert detect_layout(_hc18(tmp_path / "hc18")) == "hc18"
     assert detect_layout(tmp_path / "hc18" / "training_set") == "hc18"
     assert detect_layout(_folder(tmp_path / "folder")) == "folder"
+    assert detect_layout(_unext(tmp_path / "unext")) == "unext"
+    _png(tmp_path / "unext" / "masks" / "stray.png", _box_mask())
+    assert detect_layout(tmp_path / "unext") == "folder"  # mask files of its own: a folder-pair masks/ folder
     assert detect_layout(_datalist(tmp_path / "monai")) == "monai"  # datalist.json wins over images/ + masks/
     assert detect_layout(tmp_path / "monai" / "datalist.json") == "monai"
     # a usgen-monai manifest names its layout

@@ -29,19 +29,16 @@ from tests.dicom_factory import (
     write_image,
 )
 from usgen_monai.data.dicom_reader import UltrasoundDicomReader
-from usgen_monai.data.dicom_writers import (
+from usgen_monai.data.dicom_seg import (
     GENERIC_SEGMENT_CODE,
-    SYNTHETIC_DATA_TAG,
     ULTRASOUND_SEGMENT_CODES,
     SaveDicomSeg,
     SaveDicomSegd,
-    SaveSyntheticDicom,
-    SaveSyntheticDicomd,
-    SaveUltrasoundImage,
-    SaveUltrasoundImaged,
     segment_code_for,
-    ultrasound_name_formatter,
 )
+from usgen_monai.data.image_savers import SaveUltrasoundImage, SaveUltrasoundImaged
+from usgen_monai.data.synthetic_dicom import SaveSyntheticDicom, SaveSyntheticDicomd
+from usgen_monai.data.writer_common import SYNTHETIC_DATA_TAG, ultrasound_name_formatter
 from usgen_monai.transforms.ultrasound import CropToUltrasoundRegiond, SelectFramesd
 
 SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -591,3 +588,12 @@ def test_documentation_example_runs(tmp_path, monkeypatch):
         seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == image.SOPInstanceUID
     )
     assert seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeValue == "52988006"  # tendon tear: lesion
+
+
+def test_former_module_still_exports_every_writer():
+    """``usgen_monai.data.dicom_writers`` re-exports the writers for one release; ``usgen_monai.data`` exports them."""
+    import usgen_monai.data
+    import usgen_monai.data.dicom_writers as former
+
+    for name in former.__all__:
+        assert getattr(former, name) is getattr(usgen_monai.data, name), name

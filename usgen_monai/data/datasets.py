@@ -11,19 +11,24 @@ layout     files                                                                
                                                                                 merged by OR with ``MergeMasksd``
 ``hc18``   ``training_set/NNN_HC.png`` + ``NNN_HC_Annotation.png`` (outline)    outline path, filled with
            and ``training_set_pixel_size_and_HC.csv``                           ``FillOutlined``
+``unext``  ``images/<name>.png`` + ``masks/0/<name>.png`` [+ ``masks/1/...``]   list of class mask paths (class
+           (one mask folder per class index; UNeXt, MGCC and CMU-Net code)      0, 1, ...), one 0/1 channel each
 ``folder`` ``images/<key>[_image].png`` + ``masks/<key>[_mask].png``            mask path
            (``labels/`` also accepted; stems matched after removing suffixes)
 ``monai``  a MONAI (Decathlon-style) datalist JSON, e.g. ``datalist.json``      as in the JSON
 ========== ==================================================================== =================================
 
-BUSI masks, HC18 outlines and most folder-pair masks hold 0 and 255; the transforms of :py:func:`load_transforms`
-map them to 0 and 1. Problems with the files raise :py:class:`DatasetLayoutError` naming the path: an image without a
-mask, a mask without an image, an image and mask of different sizes (read from the file headers only), an empty
-folder, an unknown layout.
+BUSI masks, HC18 outlines, UNeXt-layout class masks and most folder-pair masks hold 0 and 255; the transforms of
+:py:func:`load_transforms` map them to 0 and 1. Problems with the files raise :py:class:`DatasetLayoutError` naming
+the path: an image without a mask, a mask without an image, an image and mask of different sizes (read from the file
+headers only), an empty folder, an unknown layout.
 
-:py:func:`split_dataset` makes train/validation/test splits that depend only on the seed and on the items' names
-relative to the data set, not on the order the file system lists them, and keeps grouped items together (the
-images of one HC18 subject share ``"group"``; the several masks of a BUSI image are in one item already).
+:py:func:`split_dataset` (from :py:mod:`usgen_monai.data.splits`, re-exported here) makes train/validation/test
+splits that depend only on the seed and on the items' names relative to the data set.
+
+The module is longer than the house's ~600 lines because the five layout readers share its file helpers, size check
+and error type, and :data:`READ_LAYOUTS`, :py:func:`detect_layout` and :py:func:`load_transforms` must know them all;
+splitting the readers apart would scatter one table over several files.
 
 Example::
 
@@ -38,13 +43,14 @@ Example::
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import re
 from collections.abc import Callable, Sequence
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
+
+from usgen_monai.data.splits import split_dataset
 
 __all__ = [
     "DatasetLayoutError",
@@ -58,6 +64,7 @@ __all__ = [
     "load_hc18_datalist",
     "load_json_datalist",
     "load_transforms",
+    "load_unext_datalist",
     "split_dataset",
 ]
 
@@ -68,6 +75,7 @@ _PIL_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _BUSI_MASK = re.compile(r"^(?P<base>.+?)_mask(?:_(?P<index>\d+))?$")
 _HC18_IMAGE = re.compile(r"^(?P<subject>\d+)_(?P<repeat>\d*)HC$")
 _HC18_ANNOTATION = re.compile(r"^(?P<base>\d+_\d*HC)_Annotation$")
+_CLASS_FOLDER = re.compile(r"^\d+$")
 
 
 class DatasetLayoutError(ValueError):
@@ -449,6 +457,88 @@ def load_folder_pair_datalist(
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# UNeXt / MGCC / CMU-Net: images/<name> + masks/<class index>/<name>
+
+
+def _class_folders(masks: Path) -> list[Path]:
+    """The class folders ``masks/0``, ``masks/1``, ... of ``masks`` (visible, numeric names), in class order."""
+    return sorted((d for d in masks.iterdir() if d.is_dir() and _CLASS_FOLDER.match(d.name)), key=lambda d: int(d.name))
+
+
+def load_unext_datalist(
+    root: PathLike,
+    image_dir: str = "images",
+    mask_dir: str = "masks",
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    check_sizes: bool = True,
+    allow_missing_labels: bool = False,
+) -> list[dict[str, Any]]:
+    """Read the layout of the UNeXt, MGCC and CMU-Net code bases: ``images/<name>.png`` with one mask folder per class
+    index, ``masks/0/<name>.png``, ``masks/1/<name>.png``, ...
+
+    An image and its masks share the file name without extension (``images/case7.png``, ``masks/0/case7.png``; mask
+    and image extensions may differ). Those code bases stack an image's class masks as the channels of its target, so
+    the item's ``label`` is always the list of its class masks in class-index order, one per class folder (a
+    one-element list for a single-class set such as BUSI prepared for UNeXt); ``load_transforms("unext")`` loads it
+    as one 0/1 channel per class. The class folders must be numbered ``0`` to ``K - 1`` without gaps.
+
+    Args:
+        root: folder holding ``image_dir`` and ``mask_dir``.
+        image_dir: image sub-folder.
+        mask_dir: sub-folder holding the class folders.
+        extensions: file extensions to read (lower case).
+        check_sizes: compare each mask's size with its image's (header reads only).
+        allow_missing_labels: keep images that have no mask in any class folder (the item has no ``label``) instead
+            of raising; an image with masks in some class folders but not all still raises.
+
+    Returns:
+        items ``{"image": str, "label": [str, ...]}`` in natural name order.
+
+    Raises:
+        DatasetLayoutError: a folder missing or empty, no class folders or a gap in their numbers, two files with one
+            name, an image without its mask in a class folder, a mask without an image, or an image and mask of
+            different sizes.
+    """
+    root = _require_dir(root, "data set root")
+    images_folder = _require_dir(root / image_dir, "image folder")
+    masks_root = _require_dir(root / mask_dir, "mask folder")
+    classes = _class_folders(masks_root)
+    if not classes:
+        raise DatasetLayoutError(
+            f"mask folder {masks_root} has no class folders: expected {masks_root / '0'}/ (one folder per class index)."
+        )
+    numbers = [int(d.name) for d in classes]
+    if numbers != list(range(len(numbers))):
+        raise DatasetLayoutError(
+            f"class folders of {masks_root} are {[d.name for d in classes]}; expected 0 to {len(numbers) - 1} "
+            "without gaps (one folder per class index)."
+        )
+    images = _keyed(images_folder, (), extensions, "images")
+    if not images:
+        raise DatasetLayoutError(f"image folder {images_folder} holds no images with extensions {list(extensions)}.")
+    masks = [_keyed(folder, (), extensions, "masks") for folder in classes]
+    for folder, keyed in zip(classes, masks):
+        for key in sorted(set(keyed) - set(images), key=_natural_key):
+            raise DatasetLayoutError(f"mask {keyed[key]} has no image in {images_folder} (name {key!r}).")
+    items: list[dict[str, Any]] = []
+    for key in sorted(images, key=_natural_key):
+        image = images[key]
+        found = [keyed.get(key) for keyed in masks]
+        item: dict[str, Any] = {"image": _abs(image)}
+        if all(mask is None for mask in found) and allow_missing_labels:
+            items.append(item)
+            continue
+        for folder, mask in zip(classes, found):
+            if mask is None:
+                raise DatasetLayoutError(f"image {image} has no mask in {folder}: expected {folder / key}.png.")
+        if check_sizes:
+            check_item_sizes(image, found)
+        item["label"] = [_abs(mask) for mask in found]
+        items.append(item)
+    return items
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # MONAI datalist JSON
 
 
@@ -541,6 +631,7 @@ def load_json_datalist(
 READ_LAYOUTS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "busi": load_busi_datalist,
     "hc18": load_hc18_datalist,
+    "unext": load_unext_datalist,
     "folder": load_folder_pair_datalist,
     "monai": load_json_datalist,
 }
@@ -552,8 +643,9 @@ def detect_layout(path: PathLike) -> str:
     In order: a ``.json`` file is ``monai``; a folder with a ``dataset.json`` manifest written by
     :py:func:`usgen_monai.data.layouts.simulate_dataset` has the layout it names; a ``datalist.json`` (or a
     ``dataset.json`` with ``training``/``validation``/``test`` lists) is ``monai``; ``training_set/`` or
-    ``*HC.png`` files are ``hc18``; ``images/`` with ``masks/`` or ``labels/`` is ``folder``; sub-folders holding
-    ``*_mask.*`` files are ``busi``.
+    ``*HC.png`` files are ``hc18``; ``images/`` with ``masks/`` holding class folders ``0/``, ``1/``, ... (and no
+    image files of its own) is ``unext``; ``images/`` with ``masks/`` or ``labels/`` is ``folder``; sub-folders
+    holding ``*_mask.*`` files are ``busi``.
 
     Raises:
         DatasetLayoutError: the path does not exist, is an empty folder, or matches no layout.
@@ -580,14 +672,18 @@ def detect_layout(path: PathLike) -> str:
         return "monai"
     if (path / "training_set").is_dir() or any(_HC18_IMAGE.match(_split_ext(p)[0]) for p in entries if p.is_file()):
         return "hc18"
-    if (path / "images").is_dir() and ((path / "masks").is_dir() or (path / "labels").is_dir()):
+    masks = path / "masks"
+    if (path / "images").is_dir() and masks.is_dir() and _class_folders(masks) and not _files(masks):
+        return "unext"
+    if (path / "images").is_dir() and (masks.is_dir() or (path / "labels").is_dir()):
         return "folder"
     for folder in (p for p in entries if p.is_dir()):
         if any(_BUSI_MASK.match(_split_ext(f)[0]) for f in _files(folder)):
             return "busi"
     raise DatasetLayoutError(
         f"cannot tell the layout of {path}: found {sorted(p.name for p in entries)[:10]} but none of datalist.json "
-        "(monai), training_set/ (hc18), images/ + masks/ (folder), or class folders with *_mask.png files (busi); "
+        "(monai), training_set/ (hc18), images/ + masks/0/ (unext), images/ + masks/ (folder), or class folders with "
+        "*_mask.png files (busi); "
         f"pass layout= one of {list(READ_LAYOUTS)}."
     )
 
@@ -597,9 +693,10 @@ def load_dataset(path: PathLike, layout: str = "auto", **kwargs: Any) -> list[di
 
     Args:
         path: data-set folder (or datalist JSON file).
-        layout: ``"auto"`` (see :py:func:`detect_layout`), ``"busi"``, ``"hc18"``, ``"folder"`` or ``"monai"``.
+        layout: ``"auto"`` (see :py:func:`detect_layout`), ``"busi"``, ``"hc18"``, ``"unext"``, ``"folder"`` or
+            ``"monai"``.
         kwargs: passed to the layout's reader (:py:func:`load_busi_datalist`, :py:func:`load_hc18_datalist`,
-            :py:func:`load_folder_pair_datalist`, :py:func:`load_json_datalist`).
+            :py:func:`load_unext_datalist`, :py:func:`load_folder_pair_datalist`, :py:func:`load_json_datalist`).
 
     Raises:
         DatasetLayoutError: an unknown layout, or any error of :py:func:`detect_layout` or the reader.
@@ -611,81 +708,6 @@ def load_dataset(path: PathLike, layout: str = "auto", **kwargs: Any) -> list[di
             f"unknown data set layout {layout!r} for {path}; expected 'auto' or {list(READ_LAYOUTS)}."
         )
     return READ_LAYOUTS[layout](path, **kwargs)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# splits
-
-
-def _first_path(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return _first_path(value[0]) if value else ""
-    return str(value)
-
-
-def split_dataset(
-    items: Sequence[dict[str, Any]],
-    fractions: Sequence[float] = (0.7, 0.15, 0.15),
-    seed: int = 0,
-    group_key: str | None = "group",
-) -> tuple[list[dict[str, Any]], ...]:
-    """Deterministic train/validation/test split of a datalist, by seed.
-
-    Items that share ``item[group_key]`` form one group and land in one split; an item without that key is its own
-    group, named by its ``image`` path relative to the folder common to all such items (so the split survives
-    moving the data set). Groups are ordered by a SHA-256 hash of the seed and the group name, which depends
-    neither on the order of ``items`` (file-system listing order) nor on the other items; adding images to a data
-    set moves few existing ones between splits. The ordered groups are then cut where the running item count
-    reaches ``round(len(items) * cumsum(fractions))``.
-
-    Args:
-        items: datalist items, each with ``image``.
-        fractions: non-negative fractions summing to 1, one per split.
-        seed: non-negative integer.
-        group_key: item key naming the group (``None``: every item on its own).
-
-    Returns:
-        one list per fraction; each keeps the input order of its items.
-
-    Raises:
-        ValueError: bad fractions or seed, or an item without ``image`` and without a group.
-    """
-    fractions = tuple(float(f) for f in fractions)
-    if not fractions or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"fractions must be non-negative and sum to 1, got fractions={fractions}.")
-    if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got seed={seed!r}.")
-    names: list[str | None] = []
-    paths: dict[int, str] = {}
-    for index, item in enumerate(items):
-        if group_key is not None and item.get(group_key) is not None:
-            names.append(f"group:{item[group_key]}")
-        elif "image" in item:
-            names.append(None)
-            paths[index] = os.path.abspath(_first_path(item["image"]))
-        else:
-            raise ValueError(f"item {index} has neither 'image' nor '{group_key}': {item}.")
-    if paths:
-        common = os.path.commonpath(list(paths.values())) if len(paths) > 1 else os.path.dirname(*paths.values())
-        for index, path in paths.items():
-            names[index] = "path:" + PurePath(os.path.relpath(path, common)).as_posix()
-    groups: dict[str, list[int]] = {}
-    for index, name in enumerate(names):
-        groups.setdefault(str(name), []).append(index)
-    order = sorted(groups, key=lambda g: hashlib.sha256(f"{int(seed)}\0{g}".encode()).hexdigest())
-    total = len(items)
-    bounds, running = [], 0.0
-    for f in fractions:
-        running += f
-        bounds.append(round(total * running))
-    bounds[-1] = total
-    splits: list[list[int]] = [[] for _ in fractions]
-    position = 0
-    for name in order:
-        part = next((k for k, b in enumerate(bounds) if position < b), len(bounds) - 1)
-        splits[part].extend(groups[name])
-        position += len(groups[name])
-    return tuple([items[i] for i in sorted(split)] for split in splits)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -721,8 +743,10 @@ def load_transforms(
     :py:class:`monai.transforms.LoadImaged` (channel first; PNG/JPEG through :py:class:`monai.data.PILReader`,
     converted to grey when ``grey``), then for the label: ``busi`` merges its mask list with
     :py:class:`usgen_monai.transforms.masks.MergeMasksd`, ``hc18`` fills its outline with
-    :py:class:`usgen_monai.transforms.masks.FillOutlined`; ``folder`` binarises with ``MergeMasksd`` and ``monai``
-    leaves label values as stored (set ``binarize`` to change either). Keys missing from an item are skipped, so
+    :py:class:`usgen_monai.transforms.masks.FillOutlined`; ``folder`` binarises with ``MergeMasksd``; ``unext`` keeps
+    one channel per class mask and binarises each (``label >= 0.5``, i.e. ``> 0`` for integer masks, with
+    :py:class:`monai.transforms.AsDiscreted`); ``monai`` leaves label values as stored (set ``binarize`` to change
+    it, or to turn binarising off for the others). Keys missing from an item are skipped, so
     unlabeled items load too. Intensity scaling and augmentation are left to the caller.
 
     The simulator's ``context`` dicts in a ``monai`` datalist hold different keys for different findings and
@@ -732,7 +756,8 @@ def load_transforms(
     Args:
         layout: a key of :data:`READ_LAYOUTS`.
         keys: (image key, label key).
-        binarize: map the label to 0/1 (``label > 0``, channels merged); default ``True`` except for ``monai``.
+        binarize: map the label to 0/1 (``label > 0``, channels merged; for ``unext`` per channel); default ``True``
+            except for ``monai``.
         grey: convert colour PNG/JPEG images and masks to one grey channel (real BUSI images are often RGB).
         keep_context: keep the ``context`` item key (see above).
 
@@ -740,10 +765,12 @@ def load_transforms(
         a :py:class:`monai.transforms.Compose`.
     """
     from monai.data import PILReader
-    from monai.transforms import Compose, DeleteItemsd, LoadImaged
+    from monai.transforms import AsDiscreted, Compose, DeleteItemsd, LoadImaged
 
+    from usgen_monai.data.library_messages import install_library_message_filters
     from usgen_monai.transforms.masks import FillOutlined, MergeMasksd
 
+    install_library_message_filters()  # LoadImaged builds MONAI's readers, which report the environment
     if layout not in READ_LAYOUTS:
         raise DatasetLayoutError(f"unknown data set layout {layout!r}; expected one of {list(READ_LAYOUTS)}.")
     if len(keys) != 2:
@@ -756,7 +783,10 @@ def load_transforms(
     if layout == "hc18":
         transforms.append(FillOutlined(label_key, allow_missing_keys=True))
     elif binarize if binarize is not None else layout != "monai":
-        transforms.append(MergeMasksd(label_key, allow_missing_keys=True))
+        if layout == "unext":
+            transforms.append(AsDiscreted(label_key, threshold=0.5, allow_missing_keys=True))
+        else:
+            transforms.append(MergeMasksd(label_key, allow_missing_keys=True))
     if not keep_context:
         transforms.append(DeleteItemsd(keys="context"))
     return Compose(transforms)

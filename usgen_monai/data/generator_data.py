@@ -1,5 +1,5 @@
-"""Training data of the CSG generator: the built-in simulator, or a user's labelled data set (BUSI, HC18, folder
-pairs, a MONAI datalist) with its masks mapped to the unified label classes."""
+"""Training data of the CSG generator: the built-in simulator, or a user's labelled data set (BUSI, HC18, UNeXt
+layout, folder pairs, a MONAI datalist) with its masks mapped to the unified label classes."""
 
 from __future__ import annotations
 
@@ -54,11 +54,12 @@ class UserGeneratorDataset(Dataset):
     unified classes, "context": dict[, "context_image": (1, H, W)]}``.
 
     The data set is read by :py:func:`usgen_monai.data.datasets.load_dataset` (layout ``busi``, ``hc18``,
-    ``folder`` or ``monai``; detected by default). Images are read as grey in ``[0, 1]`` and resized to ``size``
-    exactly as inference reads context images (:py:func:`usgen_monai.data.image_files.read_grey_image`); masks are
-    read as inference reads the user's masks (:py:func:`usgen_monai.data.image_files.read_label_values`):
+    ``unext``, ``folder`` or ``monai``; detected by default). Images are read as grey in ``[0, 1]`` and resized to
+    ``size`` exactly as inference reads context images (:py:func:`usgen_monai.data.image_files.read_grey_image`);
+    masks are read as inference reads the user's masks (:py:func:`usgen_monai.data.image_files.read_label_values`):
 
-    * binary masks (0/1 or 0/255; BUSI's several masks of one image merged by OR; HC18 outlines filled) become
+    * binary masks (0/1 or 0/255; BUSI's several masks of one image, and the class masks of a ``unext`` image,
+      merged by OR; HC18 outlines filled) become
       ``mask_class`` (default :py:data:`BINARY_MASK_CLASSES` of the preset: lesion, brain, tendon) on background 0,
       which for a user's data set means "not annotated";
     * label maps (other integer values) are taken as indices of the unified classes.

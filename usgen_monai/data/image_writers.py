@@ -4,7 +4,7 @@ description and a comment extension).
 :py:func:`write_png` is the package's one PNG writer: the data-set layouts (:py:mod:`usgen_monai.data.layouts`), the
 generated pairs (:py:class:`usgen_monai.data.pair_writer.PairWriter`) and the figures
 (:py:func:`usgen_monai.visualize.save_png`) all write their PNGs with it. MONAI's ``SaveImage`` path
-(:py:class:`usgen_monai.data.dicom_writers.SaveUltrasoundImage`) keeps MONAI's own writers, made atomic.
+(:py:class:`usgen_monai.data.image_savers.SaveUltrasoundImage`) keeps MONAI's own writers, made atomic.
 
 Both functions write through :py:func:`usgen_monai.utils.atomic_write`, so a reader never sees half a file. The
 module imports only numpy and Pillow (nibabel when a NIfTI file is written), so writing a simulated data set does not

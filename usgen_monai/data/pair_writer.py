@@ -2,8 +2,8 @@
 
 :py:class:`PairWriter` is a composition of the writers of :py:mod:`usgen_monai.data`: the image files come from
 :py:func:`usgen_monai.data.image_writers.write_png` / :py:func:`usgen_monai.data.image_writers.write_nifti` or
-:py:class:`usgen_monai.data.dicom_writers.SaveSyntheticDicom` and
-:py:class:`usgen_monai.data.dicom_writers.SaveDicomSeg`, the datalist and the manifest from
+:py:class:`usgen_monai.data.synthetic_dicom.SaveSyntheticDicom` and
+:py:class:`usgen_monai.data.dicom_seg.SaveDicomSeg`, the datalist and the manifest from
 :py:func:`usgen_monai.data.layouts.synthetic_datalist` and :py:func:`usgen_monai.data.layouts.synthetic_manifest` (the
 simulator's data sets use the same two). Every file is written atomically (:py:func:`usgen_monai.utils.atomic_write`).
 
@@ -118,7 +118,8 @@ class PairWriter:
         spacing: tuple[float, float] | None,
         provenance: Mapping[str, Any],
     ) -> None:
-        from usgen_monai.data.dicom_writers import SaveDicomSeg, SaveSyntheticDicom
+        from usgen_monai.data.dicom_seg import SaveDicomSeg
+        from usgen_monai.data.synthetic_dicom import SaveSyntheticDicom
 
         if self._image_writer is None:
             self._image_writer = SaveSyntheticDicom(

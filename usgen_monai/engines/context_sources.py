@@ -10,6 +10,12 @@ the pair's provenance record. Three sources implement the :py:class:`ContextSour
 * :py:class:`NoContextImageSource`: no image (the tabular context alone).
 
 :py:func:`select_context_source` builds the one a bundle run asks for.
+
+The user's images are read by :py:func:`usgen_monai.data.image_files.read_context_image`: PNG, JPEG and NIfTI as
+:py:func:`usgen_monai.data.image_files.read_grey_image` reads them, ultrasound DICOM through the package's DICOM path
+(one frame of a cine, cropped to the B-mode region, grey). For a DICOM file the request also records ``frame``,
+``frame_count``, ``crop`` and ``crop_source``, so :py:meth:`ContextSource.draw` reads the same frame and crop again
+after checking the file's SHA-256.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import torch
 import torch.nn as nn
 
 from usgen_monai.data.context_fields import GENERATOR_CONTEXT_FIELDS
-from usgen_monai.data.image_files import read_grey_image
+from usgen_monai.data.image_files import find_image_files, read_context_image
 from usgen_monai.data.simulator import sample_seed
 from usgen_monai.engines.mask_sources import SimulatorCache
 from usgen_monai.engines.provenance import check_request_type, check_unchanged, file_sha256
@@ -43,6 +49,19 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: request keys that say how a DICOM context image was read (absent for PNG, JPEG and NIfTI files)
+_DICOM_READ_KEYS = ("frame", "frame_count", "crop", "crop_source")
+
+
+def _draw_file(request: Mapping[str, Any]) -> torch.Tensor:
+    """The image of a file request: the file checked against its SHA-256, read with the recorded frame and crop."""
+    path = check_unchanged(request, "context image")
+    size = size_2d(request["size"])
+    if "frame" in request:
+        return read_context_image(path, size, frame=int(request["frame"]), crop=request["crop"])[0]
+    return read_context_image(path, size)[0]
+
 
 @dataclass
 class ContextImage:
@@ -102,10 +121,13 @@ class BankContextSource:
     With ``dataset_dir="simulator"`` the bank of a preset holds ``bank_size`` simulated images of that preset, image
     ``j`` simulated with seed ``sample_seed(bank_seed, j)``, built the first time a sample of that preset asks for a
     context; the request records the chosen image's simulator seed, so :py:meth:`draw` re-simulates it without the
-    bank. With the folder of a data set (any layout of :py:func:`usgen_monai.data.datasets.load_dataset`, e.g. the
-    real images the generator was fine-tuned on) the bank holds up to ``bank_size`` of its images, drawn with
-    ``bank_seed``, for every preset; images that cannot be read are logged and skipped; the request records the
-    chosen file and its SHA-256, and :py:meth:`draw` re-reads it.
+    bank. With a folder of images the bank holds up to ``bank_size`` of them, drawn with ``bank_seed``, for every
+    preset: the images of a data set in a layout of :py:func:`usgen_monai.data.datasets.load_dataset` (e.g. the real
+    images the generator was fine-tuned on; masks are not needed), or else every image file under the folder and its
+    sub-folders (:py:func:`usgen_monai.data.image_files.find_image_files`: PNG, JPEG, NIfTI, DICOM; other files are
+    ignored). Images that cannot be read are logged and skipped with the reason (:py:attr:`skipped`); DICOM files
+    are read as :py:class:`FileContextSource` reads them. The request records the chosen file and its SHA-256 (and,
+    for DICOM, the frame and crop), and :py:meth:`draw` re-reads it.
 
     Without ``style_reference`` a bank image is drawn uniformly with the sample's context seed; with one, the draw is
     among the ``style_top_k`` bank images whose style is nearest to it.
@@ -113,15 +135,17 @@ class BankContextSource:
     Args:
         autoencoder: the stage-1 ``AutoencoderKL`` (weights loaded).
         image_size: ``(H, W)``.
-        dataset_dir: ``"simulator"`` or a data-set folder (or datalist JSON) of real images.
+        dataset_dir: ``"simulator"``, a data-set folder (or datalist JSON) or any folder of images.
         bank_size: images per preset (simulator) or in all (data set).
         bank_seed: seed of the bank images.
         style_reference: an image file to match in style, or ``""``.
         style_top_k: candidates nearest to ``style_reference`` to draw from.
         difficulty: simulator difficulty of the bank images.
+        frame: the frame of DICOM cines (0-based, negative from the end); ``None``: the middle one.
+        crop_to_region: crop DICOM images to their B-mode region.
 
     Raises:
-        ValueError: bad sizes or seeds, a missing ``style_reference``, or a data set without a readable image.
+        ValueError: bad sizes or seeds, a missing ``style_reference``, or a folder without a readable image.
     """
 
     type = "bank"
@@ -136,6 +160,8 @@ class BankContextSource:
         style_reference: str | os.PathLike | None = "",
         style_top_k: int = 4,
         difficulty: float = 1.0,
+        frame: int | None = None,
+        crop_to_region: bool = True,
     ) -> None:
         if bank_size < 1:
             raise ValueError(f"bank_size must be >= 1, got bank_size={bank_size}.")
@@ -149,6 +175,8 @@ class BankContextSource:
         self.bank_seed = int(bank_seed)
         self.style_top_k = int(style_top_k)
         self.difficulty = float(difficulty)
+        self.frame = None if frame is None else int(frame)
+        self.crop_to_region = bool(crop_to_region)
         self.style_reference = Path(style_reference).resolve() if style_reference else None
         if self.style_reference is not None and not self.style_reference.is_file():
             raise ValueError(f"style_reference {self.style_reference} is not a file.")
@@ -174,26 +202,43 @@ class BankContextSource:
         logger.info(f"context bank: {len(samples)} simulated {preset} images")
         return ContextBank(images, contexts, feature_fn=_EncoderMean(self.autoencoder))
 
-    def _dataset_bank(self) -> Any:
-        from usgen_monai.data.context_bank import ContextBank
-        from usgen_monai.data.datasets import detect_layout, load_dataset
+    def _bank_files(self) -> list[str]:
+        """The images of ``dataset_dir``: a data set's (any layout), else every image file under the folder."""
+        from usgen_monai.data.datasets import DatasetLayoutError, detect_layout, load_dataset
 
-        layout = detect_layout(self.dataset_dir)
+        try:
+            layout = detect_layout(self.dataset_dir)
+        except DatasetLayoutError:
+            if not Path(self.dataset_dir).is_dir():
+                raise
+            files = find_image_files(self.dataset_dir)
+            if not files:
+                raise ValueError(
+                    f"context bank: no image files (PNG, JPEG, NIfTI, DICOM) in dataset_dir={self.dataset_dir} or "
+                    "its sub-folders."
+                ) from None
+            return [str(p) for p in files]
         # the bank needs images only: an image without its mask is still a context
         items = load_dataset(self.dataset_dir, layout, **({} if layout == "monai" else {"allow_missing_labels": True}))
-        paths = sorted({str(item["image"]) for item in items if isinstance(item.get("image"), (str, os.PathLike))})
+        return sorted({str(item["image"]) for item in items if isinstance(item.get("image"), (str, os.PathLike))})
+
+    def _dataset_bank(self) -> Any:
+        from usgen_monai.data.context_bank import ContextBank
+
+        paths = self._bank_files()
         order = np.random.default_rng(sample_seed(self.bank_seed, 0)).permutation(len(paths))
         images, contexts = [], []
         for k in order:
             if len(images) == self.bank_size:
                 break
             try:
-                images.append(read_grey_image(paths[k], self.image_size)[None])
+                image, read = read_context_image(paths[k], self.image_size, self.frame, self.crop_to_region)
             except ValueError as e:
                 logger.warning(f"context bank: skipping {paths[k]}: {e}")
                 self.skipped.append((paths[k], str(e)))
                 continue
-            contexts.append({"path": paths[k], "sha256": file_sha256(paths[k])})
+            images.append(image[None])
+            contexts.append({"path": paths[k], "sha256": file_sha256(paths[k]), **read})
         if not images:
             raise ValueError(f"context bank: no readable image in dataset_dir={self.dataset_dir}.")
         logger.info(f"context bank: {len(images)} images of {self.dataset_dir}")
@@ -215,7 +260,9 @@ class BankContextSource:
             chosen = bank.select(k=1, generator=generator, **filters)[0]
         else:
             if self._reference is None:
-                self._reference = read_grey_image(self.style_reference, self.image_size)
+                self._reference = read_context_image(
+                    self.style_reference, self.image_size, self.frame, self.crop_to_region
+                )[0]
             nearest = bank.select(k=self.style_top_k, style_reference=self._reference, **filters)
             chosen = nearest[int(torch.randint(len(nearest), (1,), generator=generator))]
         return self.request(int(chosen), preset)
@@ -238,13 +285,13 @@ class BankContextSource:
             request.update(simulator_seed=int(record["simulator_seed"]), difficulty=self.difficulty)
         else:
             request.update(path=record["path"], sha256=record["sha256"])
+            request.update({k: record[k] for k in _DICOM_READ_KEYS if k in record})
         return request
 
     def draw(self, request: Mapping[str, Any]) -> ContextImage:
         check_request_type(request, self.type)
         if request.get("dataset_dir", "simulator") != "simulator":
-            path = check_unchanged(request, "context image")
-            return ContextImage(read_grey_image(path, size_2d(request["size"])), {}, None)
+            return ContextImage(_draw_file(request), {}, None)
         simulator = self._simulators(request["preset"], request["size"], request["difficulty"])
         s = simulator.sample(seed=int(request["simulator_seed"]))
         context = {k: s.context[k] for k in GENERATOR_CONTEXT_FIELDS if k in s.context}
@@ -253,34 +300,58 @@ class BankContextSource:
 
 
 class FileContextSource:
-    """One context image for every sample, from a file (PNG, JPEG, NIfTI or DICOM), read with MONAI's ``LoadImage``
-    in grey (colour by ITU-R BT.601 luma): 8-bit values are divided by 255, floats already in ``[0, 1]`` are kept,
-    anything else is scaled from its minimum and maximum; it is resized to ``image_size`` by area averaging (shrinking)
-    or bilinearly. The image carries no tabular record.
+    """One context image for every sample, from a file.
+
+    PNG, JPEG and NIfTI are read with MONAI's ``LoadImage`` in grey (colour by ITU-R BT.601 luma): 8-bit values are
+    divided by 255, floats already in ``[0, 1]`` are kept, anything else is scaled from its minimum and maximum.
+    Ultrasound DICOM goes through the package's DICOM path
+    (:py:func:`usgen_monai.data.image_files.read_context_image`): the ``frame`` of a cine (default the middle one),
+    cropped to the B-mode region of the Sequence of Ultrasound Regions (none: the whole image), grey, scaled by its
+    stored value range; the request records ``frame``, ``frame_count``, ``crop`` and ``crop_source``. The image is
+    resized to ``image_size`` by area averaging (shrinking) or bilinearly, and carries no tabular record.
 
     Args:
         path: the image file.
         image_size: ``(H, W)``.
+        frame: the frame of a DICOM cine (0-based, negative from the end); ``None``: the middle one.
+        crop_to_region: crop a DICOM image to its B-mode region.
+
+    Raises:
+        ValueError: not a file, or a file that cannot be read (the message names it).
     """
 
     type = "file"
 
-    def __init__(self, path: str | os.PathLike, image_size: Sequence[int]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        image_size: Sequence[int],
+        frame: int | None = None,
+        crop_to_region: bool = True,
+    ) -> None:
         if not path or not Path(path).is_file():
             raise ValueError(f"context_image must be an image file, got context_image={str(path)!r}.")
         self.path = Path(path).resolve()
         self.image_size = size_2d(image_size)
+        self.frame = None if frame is None else int(frame)
+        self.crop_to_region = bool(crop_to_region)
         self.skipped: list[tuple[str, str]] = []
         self.sha256 = file_sha256(self.path)
-        self.image = read_grey_image(self.path, self.image_size)  # fails early on a bad file
+        # fails early on a bad file
+        self.image, self.read = read_context_image(self.path, self.image_size, self.frame, self.crop_to_region)
 
     def plan(self, index: int, seed: int, preset: str) -> dict[str, Any]:
-        return {"type": self.type, "path": str(self.path), "sha256": self.sha256, "size": list(self.image_size)}
+        return {
+            "type": self.type,
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "size": list(self.image_size),
+            **self.read,
+        }
 
     def draw(self, request: Mapping[str, Any]) -> ContextImage:
         check_request_type(request, self.type)
-        path = check_unchanged(request, "context image")
-        return ContextImage(read_grey_image(path, size_2d(request["size"])), {}, None)
+        return ContextImage(_draw_file(request), {}, None)
 
 
 class NoContextImageSource:
@@ -333,4 +404,3 @@ def select_context_source(
     if not isinstance(source, ContextSource):
         raise ValueError(f"context source {name!r} built a {type(source).__name__}, which is not a ContextSource.")
     return source
-
