@@ -56,7 +56,7 @@ def test_evaluate_overlay_writes_all_metrics(models, tmp_path):  # noqa: F811
         dark, bright = m["context_image_effect"]["context_image_means"]
         assert dark < bright  # the darkest and the brightest image of the bank
         assert m["speckle_statistics"], "no class in common between generated and real images"
-        for key in ("c2st_auc", "c2st_auc_real_vs_real", "c2st_auc_reconstruction"):
+        for key in ("c2st_auc", "c2st_auc_real_vs_real", "c2st_auc_reconstruction", "c2st_auc_decoder"):
             assert 0 <= m[key]["auc"] <= 1 and len(m[key]["aucs"]) == 2, key
         assert m["high_frequency_energy_ratio"] > 0 and m["reconstruction_high_frequency_energy_ratio"] > 0
     assert metrics["frechet_distance_segmenter_features"] >= 0

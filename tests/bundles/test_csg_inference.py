@@ -144,6 +144,9 @@ def models(tmp_path_factory) -> Path:
             semantic_mode="controlnet",
         ),
     )
+    refiner = parser.get_parsed_content("refiner_def")
+    torch.nn.init.normal_(refiner.out.weight, std=0.05)  # not the identity an untrained refiner is
+    save_checkpoint(d / "refiner.pt", {"refiner": refiner}, {"image_size": [32, 32]})
     save_checkpoint(
         d / "mask_prior.pt",
         {"mask_prior": parser.get_parsed_content("mask_prior_def")},
@@ -183,7 +186,8 @@ def test_default_run_writes_pairs_and_datalist(models, tmp_path):
     record = items[0]["provenance"]
     assert record["bundle_version"] == _config("metadata.json")["version"]
     assert record["checkpoints"] == {name: file_sha256(models / name) for name in ("model.pt", "autoencoder.pt",
-                                                                                    "mask_prior.pt")}  # fmt: skip
+                                                                                    "refiner.pt", "mask_prior.pt")}  # fmt: skip
+    assert record["refiner"] == {"noise_channels": 4} and "refiner" in record["seeds"]
     assert record["mask_source"]["type"] == "prior" and record["context_image"]["type"] == "bank"
     assert record["guidance"]["semantic_scale"] == 2.0 and record["guidance"]["context_scale"] == 1.5
     assert (record["sampler"]["name"], record["sampler"]["num_inference_steps"], record["seed"]) == ("ddim", 2, 0)

@@ -42,6 +42,7 @@ def parser() -> ConfigParser:
         ("autoencoder_path", "autoencoder_def", "autoencoder"),
         ("mask_prior_path", "mask_prior_def", "mask_prior"),
         ("segmenter_path", "segmenter_def", "segmenter"),
+        ("refiner_path", "refiner_def", "refiner"),
     ],
 )
 def test_shipped_weights_load_strictly(parser, path_id, network_id, name):

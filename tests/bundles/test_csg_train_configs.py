@@ -16,6 +16,8 @@ from monai.bundle import ConfigParser
 from monai.bundle import run as bundle_run
 from PIL import Image
 
+from usgen_monai.engines import file_sha256
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "bundles" / "csg" / "configs"
 
@@ -45,6 +47,13 @@ TINY_PRIOR = {
     "mask_prior_def#channels": [16, 16, 16],
     "mask_prior_def#norm_num_groups": 8,
 }
+TINY_REFINER = {
+    **TINY_AUTOENCODER_DEF,
+    "refiner_def#channels": 8,
+    "discriminator_def#channels": 8,
+    "discriminator_def#num_layers_d": 2,
+    "crop_size": 32,
+}
 SMALL_RUN = {"num_samples_per_preset": 2, "batch_size": 2, "max_epochs": 1}
 
 
@@ -67,7 +76,20 @@ def _train(name: str, tmp: Path, **overrides):
 def trained_autoencoder(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("csg")
     _train("train_autoencoder.json", tmp, adversarial_start_iteration=1, **TINY_AE, **SMALL_RUN)
+    _train("train_refiner.json", tmp, **TINY_REFINER, **SMALL_RUN)  # the stage after the decoder, on its output
     return tmp
+
+
+def test_refiner_config_trains_on_the_autoencoders_reconstructions(trained_autoencoder):
+    models = trained_autoencoder / "models"
+    data = torch.load(models / "refiner.pt", weights_only=True)
+    assert set(data["state_dicts"]) == {"refiner"}
+    assert data["constants"]["autoencoder_sha256"] == file_sha256(models / "autoencoder.pt")
+    assert data["constants"]["crop_size"] == 32
+    out = data["state_dicts"]["refiner"]["out.weight"]
+    assert out.abs().sum() > 0  # trained away from the identity it starts as
+    rolling = torch.load(trained_autoencoder / "runs" / "train_refiner.json" / "checkpoint.pt", weights_only=True)
+    assert {"refiner", "discriminator", "optimizer", "d_optimizer", "trainer"} <= set(rolling["state_dicts"])
 
 
 def test_autoencoder_config_writes_weights_with_the_latent_scale_factor(trained_autoencoder):
@@ -168,7 +190,8 @@ def test_spade_translator_trains_and_generates(trained_autoencoder, tmp_path):
     model = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     assert model["constants"]["semantic_mode"] == "spade"
     assert any("mlp_gamma" in k for k in model["state_dicts"]["translator"])  # SPADE modulation layers
-    (tmp_path / "models" / "autoencoder.pt").write_bytes((models / "autoencoder.pt").read_bytes())
+    for name in ("autoencoder.pt", "refiner.pt"):
+        (tmp_path / "models" / name).write_bytes((models / name).read_bytes())
     out = tmp_path / "generated"
     bundle_run(
         config_file=_files("inference.json"),
@@ -182,6 +205,7 @@ def test_spade_translator_trains_and_generates(trained_autoencoder, tmp_path):
         bank_size=2,
         progress=False,
         **{k: v for k, v in TINY_DIFFUSION.items() if k != "image_size"},
+        **{"refiner_def#channels": TINY_REFINER["refiner_def#channels"]},
         **spade,
     )
     assert sorted(p.name for p in out.iterdir()) == [
@@ -295,3 +319,20 @@ def test_weights_without_the_global_context_path_continue_with_it(trained_autoen
            **autoencoder, **TINY_DIFFUSION, **SMALL_RUN)  # fmt: skip
     tuned = torch.load(tmp_path / "global" / "models" / "model.pt", weights_only=True)["state_dicts"]["translator"]
     assert "context_to_time.weight" in tuned
+
+
+def test_relative_model_paths_are_taken_from_the_working_folder(tmp_path, monkeypatch):
+    # a relative --ckpt_dir means the folder the command runs in, not one inside the run's output_dir
+    monkeypatch.chdir(tmp_path)
+    bundle_run(
+        config_file=_files("train_segmenter.json"),
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=False,
+        output_dir="runs",
+        ckpt_dir="my_models",
+        image_size=[64, 64],
+        **{"segmenter_def#channels": [8, 8, 8, 8]},
+        **SMALL_RUN,
+    )
+    assert (tmp_path / "my_models" / "segmenter.pt").is_file()
+    assert not list((tmp_path / "runs").rglob("segmenter.pt"))

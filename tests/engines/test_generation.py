@@ -42,6 +42,7 @@ from usgen_monai.engines import (
     simulator_vocabulary,
 )
 from usgen_monai.data.pair_writer import PairWriter
+from usgen_monai.networks import SpeckleRefiner
 
 SIZE = (32, 32)
 VOCAB = simulator_vocabulary()
@@ -121,6 +122,7 @@ def _generator(
     preset: str = "",
     finding: str = "",
     overrides: dict | None = None,
+    refiner: torch.nn.Module | None = None,
     **mask_kwargs,
 ) -> PairGenerator:
     autoencoder, translator, constants, ae_constants = _networks(ckpt)
@@ -157,6 +159,7 @@ def _generator(
         bundle_version="9.9.9",
         sampler_name=sampler,
         progress=False,
+        refiner=refiner,
     )
 
 
@@ -396,6 +399,27 @@ def test_the_sampler_is_built_once(ckpt, tmp_path, monkeypatch):
     generator.generate(record)
     assert used[-1] is used[-2] and used[-1] is not generator.sampler
     assert used[-1].num_inference_steps == 1
+
+
+def test_speckle_refiner_is_seeded_recorded_and_optional(ckpt, tmp_path):
+    torch.manual_seed(3)
+    refiner = SpeckleRefiner(channels=8)
+    torch.nn.init.normal_(refiner.out.weight, std=0.05)  # not the identity of an untrained refiner
+    plain, refined = _generator(ckpt), _generator(ckpt, refiner=refiner)
+    record, plain_record = refined.plan(0, 5), plain.plan(0, 5)
+    assert record["refiner"] == {"noise_channels": 4} and "refiner" in record["seeds"]
+    assert "refiner" not in plain_record and "refiner" not in plain_record["seeds"]  # as records were before
+    a, b = refined.generate(record), plain.generate(plain_record)
+    assert not torch.equal(a.image, b.image) and torch.equal(a.label, b.label)
+    torch.testing.assert_close(refined.regenerate(record).image, a.image, rtol=0, atol=0)  # seeded texture
+    # a record made without the refiner regenerates without it, with or without a refiner at hand
+    torch.testing.assert_close(refined.regenerate(plain_record).image, b.image, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="made with a speckle refiner"):
+        plain.regenerate(record)
+    constants = _networks(ckpt)[2]
+    off = PairGenerator(refined.sampler, refined.mask_source, refined.context_source, constants, refiner=refiner,
+                        refine_speckle=False)  # fmt: skip
+    assert "refiner" not in off.plan(0, 5)
 
 
 def test_no_context_image_uses_the_null_image_tokens(ckpt, tmp_path):

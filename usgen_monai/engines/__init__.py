@@ -56,6 +56,7 @@ from .provenance import (
 from .sampler import DiffusionSampler, LabelMapSample, LabelMapSampler, LatentSample, LatentSampler
 from .sam_predictor import CachedEmbedding, PromptPredictor
 from .sam_training import RealSyntheticSampler, SamInferer, SamPrepareBatch, set_trainable
+from .speckle_refinement import SpeckleRefinerTrainer, high_frequency_std, low_pass
 from .schedulers import SCHEDULES, DDIMSchedule, NoiseSchedule, RFlowSchedule, build_schedule
 from .trainers import (
     AutoencoderKLTrainer,
@@ -68,6 +69,9 @@ from .trainers import (
 )
 
 __all__ = [
+    "SpeckleRefinerTrainer",
+    "high_frequency_std",
+    "low_pass",
     "CachedEmbedding",
     "PromptPredictor",
     "RealSyntheticSampler",

@@ -93,8 +93,9 @@ class GeneratorEvaluation:
 
     Realism, per preset: the classifier two-sample test (C2ST) ROC AUC of generated vs real images, with real vs
     other real images as its noise floor and the stage-1 reconstructions of real images vs real ones (what the
-    autoencoder alone loses); the high-frequency energy (speckle) of generated and of reconstructed images over that
-    of real images; speckle statistics per tissue class.
+    autoencoder and the speckle refiner lose); the high-frequency energy (speckle) of generated images, of
+    reconstructions and of the decoder's reconstructions before the refiner, over that of real images; speckle
+    statistics per tissue class.
     """
 
     def __init__(
@@ -152,27 +153,39 @@ class GeneratorEvaluation:
         return [(source.request(k, preset), float(bank.images[k].mean())) for k in picks]
 
     @torch.no_grad()
-    def _reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        autoencoder = self.generator.autoencoder
+    def _reconstruct(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage-1 reconstructions of ``images``: the decoder's, and after the speckle refiner (the decoder's again
+        without one), with seeded refiner noise."""
+        autoencoder, refiner = self.generator.autoencoder, self.generator.refiner
         device = next(autoencoder.parameters()).device
-        out = [autoencoder.reconstruct(images[i : i + 8].to(device)).clamp(0, 1).cpu() for i in range(0, len(images), 8)]
-        return torch.cat(out)
+        decoded, refined = [], []
+        generator = torch.Generator().manual_seed(self.seed)
+        for i in range(0, len(images), 8):
+            x = autoencoder.reconstruct(images[i : i + 8].to(device)).clamp(0, 1).contiguous()
+            decoded.append(x.cpu())
+            if refiner is not None and self.generator.refine_speckle:
+                x = refiner(x, torch.randn(refiner.noise_shape(x), generator=generator).to(device))
+            refined.append(x.cpu())
+        return torch.cat(decoded), torch.cat(refined)
 
     def _realism(self, preset: str, real: torch.Tensor, gen: torch.Tensor) -> dict[str, Any]:
         """C2ST AUCs and high-frequency energy ratios of generated and reconstructed images against real ones."""
         other_real, _ = self._real(preset, offset=2_000_000)
-        reconstructed = self._reconstruct(other_real)
+        decoded, reconstructed = self._reconstruct(other_real)
         real_energy = high_frequency_energy(real)
         out: dict[str, Any] = {
             "high_frequency_energy_real": real_energy,
             "high_frequency_energy_ratio": high_frequency_energy(gen) / real_energy,
             "reconstruction_high_frequency_energy_ratio": high_frequency_energy(reconstructed) / real_energy,
+            "decoder_high_frequency_energy_ratio": high_frequency_energy(decoded) / real_energy,
         }
         if self.c2st_folds:
             settings = {"folds": self.c2st_folds, "epochs": self.c2st_epochs, "seed": self.seed}
             out["c2st_auc"] = classifier_two_sample_test(real, gen, **settings)
             out["c2st_auc_real_vs_real"] = classifier_two_sample_test(real, other_real, **settings)
             out["c2st_auc_reconstruction"] = classifier_two_sample_test(real, reconstructed, **settings)
+            if self.generator.refine_speckle:  # what the refiner adds: the decoder's reconstructions alone
+                out["c2st_auc_decoder"] = classifier_two_sample_test(real, decoded, **settings)
         return out
 
     def _records(self, preset: str, count: int, offset: int) -> list[dict]:

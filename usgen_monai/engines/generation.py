@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn as nn
 
 import usgen_monai
 from usgen_monai.data.context_fields import APPEARANCE_CONTEXT_FIELDS, OVERRIDABLE_CONTEXT_FIELDS
@@ -164,6 +165,11 @@ class PairGenerator:
         bundle_version: the bundle version for the provenance.
         sampler_name: ``"ddim"`` or ``"few_step"``, recorded with the schedule and steps.
         progress: show a tqdm bar over the samples.
+        refiner: a :py:class:`usgen_monai.networks.SpeckleRefiner` applied to every decoded image (weights loaded),
+            with its own noise seed recorded in the provenance; ``None`` keeps the decoder's images. A record made
+            without a refiner is regenerated without one, so older records stay reproducible.
+        refine_speckle: apply ``refiner`` to new samples; ``False`` generates the decoder's images (records made
+            with the refiner still regenerate with it).
 
     Example::
 
@@ -190,6 +196,8 @@ class PairGenerator:
         bundle_version: str = "",
         sampler_name: str = "ddim",
         progress: bool = True,
+        refiner: nn.Module | None = None,
+        refine_speckle: bool = True,
     ) -> None:
         missing = [
             k
@@ -273,6 +281,8 @@ class PairGenerator:
         self.bundle_version = str(bundle_version)
         self.sampler_name = check_sampler(sampler_name)
         self.progress = progress
+        self.refiner = None if refiner is None else refiner.eval()
+        self.refine_speckle = bool(refine_speckle) and refiner is not None
         self.translator.eval()
         self.autoencoder.eval()
         self._no_context_image = NoContextImageSource()
@@ -361,6 +371,8 @@ class PairGenerator:
             presets = tuple(p for name in presets for p in resolve_presets(name, finding, known))
         context_source = self.context_source if context_source is None else context_source
         s, seeds = derived_seeds(seed, index)
+        if self.refine_speckle:
+            seeds["refiner"] = sample_seed(s, 3)
         mask_request = self.mask_source.plan(index, seeds["mask"], presets, finding)
         context_request = context_source.plan(index, seeds["context"], mask_request["preset"])
         return json_safe(
@@ -379,6 +391,7 @@ class PairGenerator:
                 "mask_source": mask_request,
                 "context_image": context_request,
                 "context_overrides": dict(self.context_overrides),
+                **({"refiner": {"noise_channels": self.refiner.noise_channels}} if self.refine_speckle else {}),
             }
         )
 
@@ -431,10 +444,22 @@ class PairGenerator:
         generator = torch.Generator().manual_seed(int(record["seeds"]["noise"]))
         noise = torch.randn((1, *self.latent_shape), generator=generator).to(device)
         out = sampler(conditions=conditions, null_conditions=self.translator.null_conditions(conditions), noise=noise)
-        image = out.images[0, 0].float().cpu()
+        images = out.images
+        if record.get("refiner") is not None:
+            images = self._refine(images, record)
+        image = images[0, 0].float().cpu()
         if tuple(image.shape) != self.image_size:
             raise ValueError(f"the decoder made images of {tuple(image.shape)}, expected {self.image_size}.")
         return GeneratedPair(image, mask.label.long().cpu(), json_safe(context), spacing, record)
+
+    def _refine(self, images: torch.Tensor, record: Mapping[str, Any]) -> torch.Tensor:
+        if self.refiner is None:
+            raise ValueError(
+                "the record was made with a speckle refiner; build the generator with it (refiner=...) to regenerate it."
+            )
+        generator = torch.Generator().manual_seed(int(record["seeds"]["refiner"]))
+        noise = torch.randn(self.refiner.noise_shape(images), generator=generator).to(images.device)
+        return self.refiner(images.to(memory_format=torch.contiguous_format), noise)
 
     def regenerate(self, record: Mapping[str, Any]) -> GeneratedPair:
         """Reproduce a pair from its provenance record (or its datalist item): the same image, bit for bit, given the

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .context_encoder import ContextEncoder, ImageContextTokenizer, TabularContextEncoder
 from .mgcc import MGCCNet
 from .translator import ControlNetTranslator, LatentTranslator, SPADETranslator
+from .speckle_refiner import SpeckleRefiner
 from .sam import SAM_ARCHITECTURES, PromptableSam, build_sam, load_sam_weights, read_sam_state_dict
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "ControlNetTranslator",
     "SPADETranslator",
     "MGCCNet",
+    "SpeckleRefiner",
     "SAM_ARCHITECTURES",
     "PromptableSam",
     "build_sam",
