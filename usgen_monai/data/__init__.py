@@ -21,6 +21,7 @@ _EXPORTS = {
     "load_hc18_datalist": "usgen_monai.data.datasets",
     "load_json_datalist": "usgen_monai.data.datasets",
     "load_transforms": "usgen_monai.data.datasets",
+    "pil_to_grey": "usgen_monai.data.datasets",
     "load_unext_datalist": "usgen_monai.data.datasets",
     "split_dataset": "usgen_monai.data.splits",
     "UltrasoundDicomError": "usgen_monai.data.dicom_files",

@@ -64,6 +64,7 @@ __all__ = [
     "load_hc18_datalist",
     "load_json_datalist",
     "load_transforms",
+    "pil_to_grey",
     "load_unext_datalist",
     "split_dataset",
 ]
@@ -714,8 +715,9 @@ def load_dataset(path: PathLike, layout: str = "auto", **kwargs: Any) -> list[di
 # loading transforms
 
 
-def _to_grey(image: Any) -> Any:
-    """PIL converter: colour and palette images to 8-bit grey by the package's one luma rule, ITU-R BT.601
+def pil_to_grey(image: Any) -> Any:
+    """``PILReader`` converter (``PILReader(converter=pil_to_grey)``): colour and palette images to 8-bit grey by the
+    package's one luma rule, ITU-R BT.601
     (:py:func:`usgen_monai.transforms.ultrasound.rgb_to_grey`, rounded), so grey stored as colour comes back exactly;
     1-bit and grey + alpha images to 8-bit grey; grey and 16-bit images unchanged."""
     import numpy as np
@@ -776,7 +778,7 @@ def load_transforms(
     if len(keys) != 2:
         raise ValueError(f"keys must be (image key, label key), got keys={keys!r}.")
     image_key, label_key = keys
-    reader = PILReader(converter=_to_grey) if grey else None
+    reader = PILReader(converter=pil_to_grey) if grey else None
     transforms: list[Any] = [
         LoadImaged(keys=[image_key, label_key], reader=reader, ensure_channel_first=True, allow_missing_keys=True)
     ]

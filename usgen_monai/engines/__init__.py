@@ -22,6 +22,15 @@ from .context_sources import (
     NoContextImageSource,
     select_context_source,
 )
+from .cross_consistency import (
+    BestWeightsSaver,
+    ConsistencyRamp,
+    CrossConsistencyLoss,
+    CrossConsistencyTerms,
+    CrossConsistencyTrainer,
+    PolynomialLRSchedule,
+    sigmoid_rampup_weight,
+)
 from .evaluation import DownsamplingFeatures, GeneratorEvaluation
 from .generation import ITEMS_DIR, GeneratedPair, GenerationSummary, PairGenerator, resolve_presets
 from .guidance import ClassifierFreeGuidance, DualGuidance, combine_guidance
@@ -56,6 +65,15 @@ from .provenance import (
 from .sampler import DiffusionSampler, LabelMapSample, LabelMapSampler, LatentSample, LatentSampler
 from .sam_predictor import CachedEmbedding, PromptPredictor
 from .sam_training import RealSyntheticSampler, SamInferer, SamPrepareBatch, set_trainable
+from .segmentation_inference import (
+    INFERENCE_SUFFIXES,
+    MASK_OUTPUT_FORMATS,
+    InferenceSummary,
+    MaskWriter,
+    ResizeInferer,
+    SegmentationInference,
+    inference_inputs,
+)
 from .speckle_refinement import SpeckleRefinerTrainer, high_frequency_std, low_pass
 from .schedulers import SCHEDULES, DDIMSchedule, NoiseSchedule, RFlowSchedule, build_schedule
 from .trainers import (
@@ -69,6 +87,20 @@ from .trainers import (
 )
 
 __all__ = [
+    "BestWeightsSaver",
+    "ConsistencyRamp",
+    "CrossConsistencyLoss",
+    "CrossConsistencyTerms",
+    "CrossConsistencyTrainer",
+    "PolynomialLRSchedule",
+    "sigmoid_rampup_weight",
+    "INFERENCE_SUFFIXES",
+    "MASK_OUTPUT_FORMATS",
+    "InferenceSummary",
+    "MaskWriter",
+    "ResizeInferer",
+    "SegmentationInference",
+    "inference_inputs",
     "SpeckleRefinerTrainer",
     "high_frequency_std",
     "low_pass",

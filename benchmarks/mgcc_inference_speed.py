@@ -1,0 +1,135 @@
+"""MGCC inference throughput: the bundle's inference config, end to end (read PNG, preprocess, infer, postprocess,
+write PNG masks), on a folder of simulated 256x256 B-mode images, at the bundle's CPU width and at the paper's width.
+Target (issue 10): at least 20 images/s on 2 cores with the CPU width.
+
+    python benchmarks/mgcc_inference_speed.py --out benchmarks/results/mgcc_inference_speed.json
+
+The weights are random (speed does not depend on them); the time is the runner's own (``inference_summary.json``:
+reading, inference, postprocessing and writing of every image), after one warm-up run. The machine's load average is
+recorded with each measurement, since other processes share the cores, and so is the CPU time per image, which they
+do not change much for a one-thread run. Two threads on two cores that another process also uses collapse (OpenMP
+threads spin waiting for each other); one thread does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from monai.bundle import ConfigParser
+from monai.bundle import run as bundle_run
+
+from usgen_monai.data import write_png
+from usgen_monai.data.simulator import UltrasoundSimulator
+from usgen_monai.utils import to_uint8, write_json_atomic
+
+CONFIG = Path(__file__).resolve().parents[1] / "bundles" / "mgcc" / "configs" / "inference.json"
+PAPER_CHANNELS = [64, 128, 256, 512, 1024]  # width multiplier k = 4
+
+
+def _images(folder: Path, num: int, size: int) -> Path:
+    sim = UltrasoundSimulator("breast", size=(size, size))
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(num):
+        write_png(folder / f"image_{i:04d}.png", to_uint8(sim.sample(seed=i).image))
+    return folder
+
+
+def _measure(work: Path, images: Path, channels: list[int], repeats: int, batch_size: int) -> dict:
+    parser = ConfigParser()
+    parser.read_config(str(CONFIG))
+    parser.update({"network_def#channels": channels})
+    network = parser.get_parsed_content("network_def")
+    weights = work / f"model_{channels[0]}.pt"
+    torch.save(network.state_dict(), weights)
+    params = sum(p.numel() for p in network.parameters())
+    settings = {"model_path": str(weights), "network_def#channels": channels, "progress": False,
+                "batch_size": batch_size}  # fmt: skip
+    warm = work / "warm"
+    warm.mkdir(exist_ok=True)
+    for p in sorted(images.iterdir())[:batch_size]:
+        (warm / p.name).write_bytes(p.read_bytes())
+    bundle_run(
+        config_file=str(CONFIG), logging_file=False, dataset_dir=str(warm), output_dir=str(work / "o"), **settings
+    )
+    rates, loads, cpu = [], [], []
+    for r in range(repeats):
+        out = work / f"out_{channels[0]}_{r}"
+        load = os.getloadavg()[0]
+        cpu_start = time.process_time()
+        bundle_run(
+            config_file=str(CONFIG), logging_file=False, dataset_dir=str(images), output_dir=str(out), **settings
+        )
+        summary = json.loads((out / "inference_summary.json").read_text())
+        rates.append(summary["num_succeeded"] / summary["seconds"])
+        cpu.append((time.process_time() - cpu_start) / summary["num_succeeded"])
+        loads.append(round(load, 2))
+        print(channels, f"{rates[-1]:.2f} images/s (load average {load:.2f})", flush=True)
+    return {
+        "channels": channels,
+        "parameters": params,
+        "num_images": len(list(images.iterdir())),
+        "images_per_s": [round(x, 2) for x in rates],
+        "images_per_s_median": round(statistics.median(rates), 2),
+        "images_per_s_best": round(max(rates), 2),
+        "load_average_1min_before_each": loads,
+        # CPU time of the whole run (all threads, config parsing included) per image: with one thread, the
+        # throughput of one core that other processes do not slow down is about 1 / this
+        "cpu_seconds_per_image_median": round(statistics.median(cpu), 4),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num", type=int, default=100, help="images at the CPU width")
+    parser.add_argument("--paper_num", type=int, default=12, help="images at the paper's width (slow on a CPU)")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", default="1,2", help="torch thread counts to measure the CPU width with")
+    parser.add_argument("--wider", default="8,16,32,64,128", help="another width to compare (images as the CPU width)")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    threads = [int(t) for t in str(args.threads).split(",")]
+    cpu_channels = ConfigParser.load_config_file(str(CONFIG))["network_def"]["channels"]
+    batch_size = ConfigParser.load_config_file(str(CONFIG))["batch_size"]
+    report = {
+        "benchmark": "mgcc_inference_speed",
+        "config": "bundles/mgcc/configs/inference.json (PNG in, PNG masks out)",
+        "size": args.size,
+        "torch_threads": threads,
+        "batch_size": batch_size,
+        "target": "at least 20 images/s with the CPU width on 2 cores",
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        start = time.perf_counter()
+        images = _images(work / "images", args.num, args.size)
+        paper_images = work / "paper_images"
+        paper_images.mkdir()
+        for p in sorted(images.iterdir())[: args.paper_num]:
+            (paper_images / p.name).write_bytes(p.read_bytes())
+        for n in threads:
+            torch.set_num_threads(n)
+            report[f"cpu_width_{n}_threads"] = _measure(work, images, cpu_channels, args.repeats, batch_size)
+        torch.set_num_threads(threads[0])
+        if args.wider:
+            wider = [int(c) for c in args.wider.split(",")]
+            report[f"wider_{threads[0]}_threads"] = _measure(work, images, wider, args.repeats, batch_size)
+        report[f"paper_width_{threads[0]}_threads"] = _measure(work, paper_images, PAPER_CHANNELS, 1, batch_size)
+        report["seconds"] = round(time.perf_counter() - start, 1)
+    report["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
+    print(json.dumps(report, indent=2))
+    if args.out:
+        write_json_atomic(args.out, report)
+
+
+if __name__ == "__main__":
+    main()
