@@ -1,5 +1,9 @@
 """Writers that put a simulated ultrasound data set on disk in the layout of a public data set.
 
+(Slightly over the house's ~600 lines: the three layout writers share the outline, ellipse and head-circumference
+geometry that HC18's annotations need and the argument checks of ``simulate_dataset``; split them when a fourth
+layout arrives.)
+
 Three layouts, so that code written for the real data sets runs unchanged on simulated data:
 
 ``busi``

@@ -1,7 +1,8 @@
 """Segmentation inference on the files users have: a folder or a datalist of PNG, JPEG, NIfTI and ultrasound DICOM.
 
 One model-agnostic runner, :py:class:`SegmentationInference`, shared by the segmentation bundles, the MONAI Label app
-and the MONAI Deploy app. It takes the pieces a MONAI bundle names, in the bundle's order::
+and the MONAI Deploy app (kept in one module, a little over the house's ~600 lines, because its input listing, mask
+writer and per-file error handling are one path that every consumer must take the same way). It takes the pieces a MONAI bundle names, in the bundle's order::
 
     preprocessing (MONAI Compose: LoadImaged with UltrasoundDicomReader, UltrasoundToGreyd, CropToUltrasoundRegiond, ...)
         -> inferer(image, network)       any callable that maps a preprocessed image to logits
