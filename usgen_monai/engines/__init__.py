@@ -82,6 +82,7 @@ from .trainers import (
     LatentScaleFactorHandler,
     ReconstructionInferer,
     compute_latent_scale_factor,
+    discriminator_step,
     kl_divergence,
     perceptual_loss_from_weights,
 )
@@ -174,6 +175,7 @@ __all__ = [
     "ReconstructionInferer",
     "LatentScaleFactorHandler",
     "compute_latent_scale_factor",
+    "discriminator_step",
     "kl_divergence",
     "perceptual_loss_from_weights",
 ]

@@ -29,6 +29,8 @@ from monai.engines.utils import IterationEvents
 from monai.losses import PatchAdversarialLoss
 from monai.utils import CommonKeys as Keys
 
+from usgen_monai.engines.trainers import discriminator_step
+
 __all__ = ["SpeckleRefinerTrainer", "high_frequency_std", "low_pass"]
 
 
@@ -165,17 +167,7 @@ class SpeckleRefinerTrainer(SupervisedTrainer):
         engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
         engine.optimizer.step()
 
-        engine.discriminator.train()
-        engine.d_optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-        loss_fake = engine.adversarial_loss(
-            engine.discriminator(refined.detach().contiguous())[-1], target_is_real=False, for_discriminator=True
-        )
-        loss_real = engine.adversarial_loss(
-            engine.discriminator(real.contiguous())[-1], target_is_real=True, for_discriminator=True
-        )
-        discriminator_loss = 0.5 * (loss_fake + loss_real)
-        discriminator_loss.backward()
-        engine.d_optimizer.step()
+        discriminator_loss = discriminator_step(engine, refined, real)
         engine.state.output.update(
             {
                 "structure_loss": structure.detach(),

@@ -39,6 +39,7 @@ __all__ = [
     "LatentScaleFactorHandler",
     "kl_divergence",
     "perceptual_loss_from_weights",
+    "discriminator_step",
 ]
 
 
@@ -202,15 +203,7 @@ class AutoencoderKLTrainer(SupervisedTrainer):
 
         d_loss = torch.zeros((), device=recon.device)
         if adversarial:
-            engine.discriminator.train()
-            engine.d_optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-            logits_fake = engine.discriminator(recon.detach().contiguous().float())[-1]
-            logits_real = engine.discriminator(images.detach().contiguous().float())[-1]
-            loss_fake = engine.adversarial_loss(logits_fake, target_is_real=False, for_discriminator=True)
-            loss_real = engine.adversarial_loss(logits_real, target_is_real=True, for_discriminator=True)
-            d_loss = engine.adversarial_weight * 0.5 * (loss_fake + loss_real)
-            d_loss.backward()
-            engine.d_optimizer.step()
+            d_loss = discriminator_step(engine, recon.float(), images.float(), engine.adversarial_weight)
 
         engine.state.output.update(
             {
@@ -223,6 +216,25 @@ class AutoencoderKLTrainer(SupervisedTrainer):
         )
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output
+
+
+def discriminator_step(engine: Any, fake: torch.Tensor, real: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+    """One optimiser step of a patch discriminator: ``weight * (D(fake) -> fake + D(real) -> real) / 2`` with the
+    engine's ``adversarial_loss``, on detached inputs; returns the (weighted) loss.
+
+    ``engine`` is a trainer with ``discriminator``, ``d_optimizer``, ``adversarial_loss`` and ``optim_set_to_none``
+    (:py:class:`AutoencoderKLTrainer`, :py:class:`usgen_monai.engines.SpeckleRefinerTrainer`).
+    """
+    engine.discriminator.train()
+    engine.d_optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+    logits_fake = engine.discriminator(fake.detach().contiguous())[-1]
+    logits_real = engine.discriminator(real.detach().contiguous())[-1]
+    loss_fake = engine.adversarial_loss(logits_fake, target_is_real=False, for_discriminator=True)
+    loss_real = engine.adversarial_loss(logits_real, target_is_real=True, for_discriminator=True)
+    loss = weight * 0.5 * (loss_fake + loss_real)
+    loss.backward()
+    engine.d_optimizer.step()
+    return loss
 
 
 def _images_of(batch: Any, image_key: str) -> torch.Tensor:
