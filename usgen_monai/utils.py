@@ -96,7 +96,8 @@ def json_default(value: Any) -> Any:
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` as plain JSON types (what writing it as JSON and reading it back gives), see :py:func:`json_default`."""
+    """``value`` as plain JSON types (what writing it as JSON and reading it back gives); see
+    :py:func:`json_default`."""
     return json.loads(json.dumps(value, default=json_default))
 
 

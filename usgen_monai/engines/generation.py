@@ -208,7 +208,8 @@ class PairGenerator:
             raise ValueError(f"the translator's checkpoint constants lack {missing}; got {sorted(constants)}.")
         if not isinstance(sampler, LatentSampler):
             raise ValueError(
-                f"sampler must be a LatentSampler, got {type(sampler).__name__} ({sampler!r}); in the CSG bundle the id "
+                f"sampler must be a LatentSampler, got {type(sampler).__name__} ({sampler!r}); in the CSG bundle "
+                "the id "
                 "'sampler' is the LatentSampler: choose DDIM or few-step sampling with --sampling ddim|few_step."
             )
         decoder = sampler.decoder
@@ -269,7 +270,9 @@ class PairGenerator:
         overrides = {k: v for k, v in (context_overrides or {}).items() if v is not None}
         unknown = sorted(set(overrides) - set(OVERRIDABLE_CONTEXT_FIELDS))
         if unknown:
-            raise ValueError(f"context_overrides {unknown} are not overridable; fields are {list(OVERRIDABLE_CONTEXT_FIELDS)}.")
+            raise ValueError(
+                f"context_overrides {unknown} are not overridable; fields are {list(OVERRIDABLE_CONTEXT_FIELDS)}."
+            )
         for name in APPEARANCE_CONTEXT_FIELDS + ("depth_mm",):
             value = overrides.get(name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
@@ -455,7 +458,8 @@ class PairGenerator:
     def _refine(self, images: torch.Tensor, record: Mapping[str, Any]) -> torch.Tensor:
         if self.refiner is None:
             raise ValueError(
-                "the record was made with a speckle refiner; build the generator with it (refiner=...) to regenerate it."
+                "the record was made with a speckle refiner; build the generator with it (refiner=...) to regenerate "
+                "it."
             )
         generator = torch.Generator().manual_seed(int(record["seeds"]["refiner"]))
         noise = torch.randn(self.refiner.noise_shape(images), generator=generator).to(images.device)
@@ -511,7 +515,9 @@ class PairGenerator:
         rank, world_size = _distributed_rank()
         out = self.writer.output_dir
         if rank == 0 and (out / "datalist.json").exists():
-            logger.warning(f"{out} holds an earlier run's datalist.json; pairs written with the same settings are kept.")
+            logger.warning(
+                f"{out} holds an earlier run's datalist.json; pairs written with the same settings are kept."
+            )
         start = time.perf_counter()
         items: dict[int, dict[str, Any]] = {}
         resumed = 0

@@ -98,7 +98,8 @@ def classifier_two_sample_test(
     generated = torch.as_tensor(generated, dtype=torch.float32)
     if real.ndim != 4 or real.shape[1:] != generated.shape[1:]:
         raise ValueError(
-            f"real and generated must be (N, C, H, W) of one size, got {tuple(real.shape)} and {tuple(generated.shape)}."
+            "real and generated must be (N, C, H, W) of one size, got "
+            f"{tuple(real.shape)} and {tuple(generated.shape)}."
         )
     n = min(len(real), len(generated))
     if folds < 2 or n < 2 * folds:
