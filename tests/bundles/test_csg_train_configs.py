@@ -302,6 +302,9 @@ def test_every_config_validates_each_epoch_on_unseen_images(trained_autoencoder,
     best = max(epochs) if metric == "val_mean_dice" else min(epochs)
     assert evaluator.state.best_metric == pytest.approx(best)
     assert epochs[evaluator.state.best_metric_epoch - 1] == pytest.approx(best)
+    # the best epoch's weights are kept beside the rolling checkpoint, as a plain state dict of the network
+    best_weights = torch.load(tmp_path / "runs" / "best_weights.pt", weights_only=True)
+    parser.get_parsed_content("network_def").load_state_dict(best_weights, strict=True)
     train_images = parser.get_parsed_content("train#dataset")[0]["image"]
     val_images = parser.get_parsed_content("validate#dataset")[0]["image"]
     assert not np.array_equal(np.asarray(train_images), np.asarray(val_images))
