@@ -190,14 +190,14 @@ def test_default_run_writes_pairs_and_datalist(models, tmp_path):
     assert record["refiner"] == {"noise_channels": 4} and "refiner" in record["seeds"]
     assert record["mask_source"]["type"] == "prior" and record["context_image"]["type"] == "bank"
     assert record["guidance"]["semantic_scale"] == 2.0 and record["guidance"]["context_scale"] == 1.5
-    assert (record["sampler"]["name"], record["sampler"]["num_inference_steps"], record["seed"]) == ("ddim", 2, 0)
+    assert (record["sampler"]["name"], record["sampler"]["num_inference_steps"], record["seed"]) == ("few_step", 2, 0)  # the default since 0.2.1
     assert [item["context"]["preset"] for item in items] == ["breast", "fetal_head"]  # presets cycle
 
     # regeneration through the config, as the module docstring of usgen_monai.engines.generation shows
     parser = ConfigParser()
     parser.read_config(INFERENCE_FILES)
     parser.update({**TINY, "bundle_root": str(REPO / "bundles" / "csg"), "ckpt_dir": str(models),
-                   "mask_source": record["mask_source"]["type"], "num_inference_steps": 50})  # fmt: skip
+                   "mask_source": record["mask_source"]["type"], "few_step_steps": 50})  # fmt: skip
     pair = parser.get_parsed_content("generator").regenerate(items[1])
     with Image.open(items[1]["image"]) as im:
         np.testing.assert_array_equal(np.asarray(im), np.round(pair.image.double().numpy() * 255).astype(np.uint8))
