@@ -29,7 +29,7 @@ from usgen_monai.metrics import (
     pairwise_ms_ssim,
     segmentation_dice,
 )
-from usgen_monai.utils import to_uint8, write_json_atomic
+from usgen_monai.utils import module_device, to_uint8, write_json_atomic
 
 __all__ = ["DownsamplingFeatures", "GeneratorEvaluation", "unified_target"]
 
@@ -157,7 +157,7 @@ class GeneratorEvaluation:
         """Stage-1 reconstructions of ``images``: the decoder's, and after the speckle refiner (the decoder's again
         without one), with seeded refiner noise."""
         autoencoder, refiner = self.generator.autoencoder, self.generator.refiner
-        device = next(autoencoder.parameters()).device
+        device = module_device(autoencoder)
         decoded, refined = [], []
         generator = torch.Generator().manual_seed(self.seed)
         for i in range(0, len(images), 8):
