@@ -218,6 +218,29 @@ register_subcommand(
 )
 
 
+def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    from usgen_monai.study.command import add_study_arguments
+
+    add_study_arguments(parser)
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    from usgen_monai.study.command import run_study_command
+
+    return run_study_command(args)
+
+
+register_subcommand(
+    "study",
+    "measure whether synthetic data helps segmentation: resumable study with a report",
+    _add_study_arguments,
+    _run_study,
+    description="Split the data once (test held out from everything), train the bundles through their own configs "
+    "on few labelled pairs with and without synthetic data, and write OUT/report.md, OUT/results.json and figures. "
+    "Run the same command again to resume.",
+)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # entry point
 

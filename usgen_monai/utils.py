@@ -13,6 +13,7 @@ from typing import IO, Any
 import numpy as np
 
 __all__ = [
+    "as_flag",
     "atomic_write",
     "json_default",
     "json_safe",
@@ -146,3 +147,20 @@ def size_2d(size: Any, name: str = "image_size") -> tuple[int, int]:
         raise ValueError(f"{name} must be (H, W) with positive entries, got {name}={size}.")
     return size
 
+
+def as_flag(value: Any) -> bool:
+    """A yes/no setting as a bool: ``True``/``False``, or the strings a command line gives (``"true"``, ``"false"``,
+    ``"1"``, ``"0"``, ``"yes"``, ``"no"``, any case; MONAI's ``str2bool``). ``monai.bundle run --flag false`` passes
+    the string ``"false"``, which ``bool()`` would take as true.
+
+    Raises:
+        ValueError: a string that is not one of those.
+    """
+    if isinstance(value, str):
+        from monai.utils import str2bool
+
+        try:
+            return str2bool(value)
+        except ValueError:
+            raise ValueError(f"expected true or false, got {value!r}.") from None
+    return bool(value)

@@ -420,6 +420,10 @@ def test_speckle_refiner_is_seeded_recorded_and_optional(ckpt, tmp_path):
     off = PairGenerator(refined.sampler, refined.mask_source, refined.context_source, constants, refiner=refiner,
                         refine_speckle=False)  # fmt: skip
     assert "refiner" not in off.plan(0, 5)
+    # `monai.bundle run --refine_speckle false` gives the string "false"
+    off = PairGenerator(refined.sampler, refined.mask_source, refined.context_source, constants, refiner=refiner,
+                        refine_speckle="false")  # fmt: skip
+    assert "refiner" not in off.plan(0, 5)
 
 
 def test_no_context_image_uses_the_null_image_tokens(ckpt, tmp_path):

@@ -184,6 +184,24 @@ class TestTranslator(unittest.TestCase):
         net.initialize_semantic_from_base()
         torch.testing.assert_close(net.controlnet.conv_in.conv.weight, net.unet.conv_in.conv.weight)
 
+    def test_reset_semantic_branch(self):
+        net = _build("controlnet", with_context=False).eval()
+        with torch.no_grad():
+            for p in net.controlnet.parameters():  # a "trained" ControlNet: every residual non-zero
+                p.add_(0.05 * torch.randn_like(p))
+            semantic = _onehot(2, 16, 1)
+            trained = net(self.x, self.t, semantic=semantic)
+            base = net(self.x, self.t, semantic=semantic, semantic_mask=torch.zeros(2, dtype=torch.bool))
+            self.assertGreater((trained - base).abs().max().item(), 1e-3)
+            net.reset_semantic_branch()
+            residual = net.controlnet(
+                x=self.x, timesteps=self.t, controlnet_cond=semantic, conditioning_scale=1.0, context=None
+            )
+            # the zero convolutions are zero again: no residual reaches the base UNet, whatever the mask
+            for r in [*residual[0], residual[1]]:
+                self.assertEqual(r.abs().max().item(), 0.0)
+        torch.testing.assert_close(net.controlnet.conv_in.conv.weight, net.unet.conv_in.conv.weight)
+
     def test_shape_errors(self):
         net = _build("controlnet")
         with self.assertRaisesRegex(ValueError, r"semantic spatial shape must be \(16, 16\)"):

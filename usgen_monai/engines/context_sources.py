@@ -36,7 +36,7 @@ from usgen_monai.data.image_files import find_image_files, read_context_image
 from usgen_monai.data.simulator import sample_seed
 from usgen_monai.engines.mask_sources import SimulatorCache
 from usgen_monai.engines.provenance import check_request_type, check_unchanged, file_sha256
-from usgen_monai.utils import module_device, size_2d
+from usgen_monai.utils import as_flag, module_device, size_2d
 
 __all__ = [
     "CONTEXT_SOURCES",
@@ -176,7 +176,7 @@ class BankContextSource:
         self.style_top_k = int(style_top_k)
         self.difficulty = float(difficulty)
         self.frame = None if frame is None else int(frame)
-        self.crop_to_region = bool(crop_to_region)
+        self.crop_to_region = as_flag(crop_to_region)
         self.style_reference = Path(style_reference).resolve() if style_reference else None
         if self.style_reference is not None and not self.style_reference.is_file():
             raise ValueError(f"style_reference {self.style_reference} is not a file.")
@@ -334,7 +334,7 @@ class FileContextSource:
         self.path = Path(path).resolve()
         self.image_size = size_2d(image_size)
         self.frame = None if frame is None else int(frame)
-        self.crop_to_region = bool(crop_to_region)
+        self.crop_to_region = as_flag(crop_to_region)
         self.skipped: list[tuple[str, str]] = []
         self.sha256 = file_sha256(self.path)
         # fails early on a bad file

@@ -59,7 +59,7 @@ from usgen_monai.engines.prepare_batch import encode_latents, label_to_onehot
 from usgen_monai.engines.provenance import check_sampler, derived_seeds, file_sha256
 from usgen_monai.engines.sampler import LatentSampler
 from usgen_monai.engines.schedulers import build_schedule
-from usgen_monai.utils import json_safe, module_device, size_2d, write_json_atomic
+from usgen_monai.utils import as_flag, json_safe, module_device, size_2d, write_json_atomic
 
 __all__ = ["ITEMS_DIR", "GeneratedPair", "GenerationSummary", "PairGenerator", "resolve_presets"]
 
@@ -283,9 +283,9 @@ class PairGenerator:
         self.checkpoints = {k: file_sha256(p) for k, p in self.checkpoint_paths.items()}
         self.bundle_version = str(bundle_version)
         self.sampler_name = check_sampler(sampler_name)
-        self.progress = progress
+        self.progress = as_flag(progress)
         self.refiner = None if refiner is None else refiner.eval()
-        self.refine_speckle = bool(refine_speckle) and refiner is not None
+        self.refine_speckle = as_flag(refine_speckle) and refiner is not None
         self.translator.eval()
         self.autoencoder.eval()
         self._no_context_image = NoContextImageSource()

@@ -331,6 +331,25 @@ class ControlNetTranslator(LatentTranslator):
         of ControlNet training on a trained base model."""
         copy_model_state(self.controlnet, self.unet, inplace=True)
 
+    def reset_semantic_branch(self) -> None:
+        """Forget what the ControlNet learned: re-initialise it as a new one (zero convolutions zero, so its residuals
+        vanish and the translator predicts what the base alone does) and copy the base UNet's encoder into it.
+
+        The start of ControlNet training on new labelled data over a kept base model, when the pretrained ControlNet
+        must not contribute what it learned from other masks (e.g. a study whose generator may see only its own
+        labelled pairs).
+        """
+        for module in self.controlnet.modules():
+            if module is not self.controlnet and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        zero_convolutions = [self.controlnet.controlnet_cond_embedding.conv_out, self.controlnet.controlnet_mid_block]
+        zero_convolutions += list(self.controlnet.controlnet_down_blocks)
+        with torch.no_grad():
+            for module in zero_convolutions:
+                for p in module.parameters():
+                    p.zero_()
+        self.initialize_semantic_from_base()
+
     def semantic_modules(self) -> list[nn.Module]:
         return [self.controlnet]
 

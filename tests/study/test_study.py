@@ -1,0 +1,150 @@
+"""The study command: its protocol (one split, held-out test set, nested labelled sets), resumable cells, the report,
+and tiny end-to-end runs on the simulator and on BUSI- and HC18-layout folders (bundles run in process)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fire import parser as fire_parser
+from PIL import Image
+
+from usgen_monai.cli import main
+from usgen_monai.data.layouts import simulate_dataset
+from usgen_monai.study import (
+    ARMS,
+    Cell,
+    StudySettings,
+    bundle_command,
+    labeled_subset,
+    prepare_study_data,
+    run_cell,
+    run_study,
+    summarize,
+)
+
+TINY = dict(
+    labeled_sizes=(4,), seeds=(0,), image_size=64, segmenter_iterations=2, generator_iterations=1, num_synthetic=2,
+    num_test=4, num_labeled_pool=6, num_unlabeled_pool=4, in_process=True,
+)  # fmt: skip
+
+
+def _images(items):
+    return {i["image"] for i in items}
+
+
+def test_simulator_split_is_recorded_disjoint_and_reread(tmp_path):
+    settings = StudySettings(anatomies=("breast",), **TINY)
+    data = prepare_study_data(tmp_path, settings)["breast"]
+    assert (len(data.test), len(data.labeled_pool), len(data.unlabeled_pool)) == (4, 6, 4)
+    assert not _images(data.test) & (_images(data.labeled_pool) | _images(data.unlabeled_pool))
+    assert not _images(data.labeled_pool) & _images(data.unlabeled_pool)
+    # the three parts come from different simulator seeds: no image is repeated across them
+    pixels = [np.asarray(Image.open(p)).tobytes() for p in _images(data.test) | _images(data.unlabeled_pool)]
+    assert len(set(pixels)) == len(pixels)
+    recorded = json.loads((tmp_path / "split.json").read_text())
+    assert all("label" not in i for i in recorded["anatomies"]["breast"]["unlabeled_pool"])  # masks never recorded
+    again = prepare_study_data(tmp_path, settings)["breast"]
+    assert again.test == data.test and again.labeled_pool == data.labeled_pool
+    with pytest.raises(ValueError, match="records the anatomies"):
+        prepare_study_data(tmp_path, StudySettings(anatomies=("fetal_head",), **TINY))
+
+
+def test_labeled_sets_are_nested_and_seeded(tmp_path):
+    data = prepare_study_data(tmp_path, StudySettings(anatomies=("breast",), **TINY))["breast"]
+    small, large = labeled_subset(data, 2, seed=0), labeled_subset(data, 5, seed=0)
+    assert len(small) == 2 and len(large) == 5
+    assert _images(small) <= _images(large)
+    assert _images(labeled_subset(data, 5, seed=1)) != _images(large)
+    with pytest.raises(ValueError, match="7 labelled pairs asked"):
+        labeled_subset(data, 7, seed=0)
+
+
+def test_user_hc18_masks_are_filled_and_split(tmp_path):
+    simulate_dataset(tmp_path / "hc18", preset="fetal_head", num=12, layout="hc18", size=(64, 64), seed=3)
+    settings = StudySettings(anatomies=("fetal_head",), **{**TINY, "labeled_sizes": (3,)})
+    data = prepare_study_data(tmp_path / "out", settings, dataset_dir=tmp_path / "hc18")["fetal_head"]
+    everything = data.test + data.labeled_pool + data.unlabeled_pool
+    assert len(everything) == 12 and len(_images(everything)) == 12
+    item = data.labeled_pool[0]
+    mask = np.asarray(Image.open(item["label"]))
+    image = Path(item["image"])
+    outline = np.asarray(Image.open(image.with_name(image.stem + "_Annotation.png"))) > 0
+    assert set(np.unique(mask)) <= {0, 1} and mask.shape == outline.shape
+    assert mask[outline].all() and mask.sum() > 2 * outline.sum()  # filled, not the outline
+    with pytest.raises(ValueError, match="one anatomy"):
+        prepare_study_data(tmp_path / "o2", StudySettings(anatomies=("breast", "msk"), **TINY), tmp_path / "hc18")
+
+
+def test_run_cell_keeps_results_and_reports_failures(tmp_path):
+    cell = Cell("breast", 4, 0, "supervised")
+    calls = []
+
+    def fails(folder):
+        calls.append(folder)
+        raise RuntimeError("no such file")
+
+    result = run_cell(cell, tmp_path, fails)
+    assert result["error"] == "RuntimeError: no such file" and (cell.folder(tmp_path) / "error.json").is_file()
+    result = run_cell(cell, tmp_path, lambda folder: {"dice": 0.5})  # retried, then kept
+    assert result["dice"] == 0.5 and not (cell.folder(tmp_path) / "error.json").exists()
+    assert run_cell(cell, tmp_path, fails)["dice"] == 0.5 and len(calls) == 1
+
+
+def test_bundle_command_overrides_parse_back():
+    overrides = {"max_epochs": 3, "presets": ["breast"], "image_size": [64, 64], "reset_semantic_branch": True,
+                 "consistency_max_weight": 0.0, "dataset_dir": "/d/x.json", "train#optimizer#params": "$@n.f()"}  # fmt: skip
+    command = bundle_command(["a.json", "b.json"], overrides)
+    assert fire_parser.DefaultParseValue(command[command.index("--config_file") + 1]) == ["a.json", "b.json"]
+    for key, value in overrides.items():
+        assert fire_parser.DefaultParseValue(command[command.index(f"--{key}") + 1]) == value
+
+
+def test_summarize_mean_and_sd_over_seeds():
+    cells = [{"anatomy": "breast", "arm": "unet", "num_labeled": 8, "seed": s, "dice": d, "iterations": 10}
+             for s, d in enumerate([0.5, 0.7])]  # fmt: skip
+    cells.append({"anatomy": "breast", "arm": "unet", "num_labeled": 8, "seed": 2, "error": "x"})
+    (row,) = summarize(cells)
+    assert row["dice_mean"] == pytest.approx(0.6) and row["dice_sd"] == pytest.approx(0.1414, abs=1e-4)
+    assert (row["num_seeds"], row["num_failed"], row["iterations"]) == (2, 1, [10])
+
+
+def test_study_on_the_simulator_end_to_end_and_resumes(tmp_path, monkeypatch):
+    settings = StudySettings(anatomies=("breast",), **TINY)
+    document = run_study(tmp_path, settings, progress=False)
+    assert {c["arm"] for c in document["cells"]} == set(ARMS) and not document["failures"]
+    for cell in document["cells"]:
+        assert 0.0 <= cell["dice"] <= 1.0 and cell["iterations"] == 2
+    (generator,) = document["generators"]
+    synthetic = json.loads(Path(generator["datalist"]).read_text())
+    assert synthetic["synthetic"] is True and len(synthetic["training"]) == 2
+    report = (tmp_path / "report.md").read_text()
+    assert "| 4 |" in report and "mgcc_csg" in report and "held out from everything" in report
+    assert (tmp_path / "dice_breast.png").is_file() and (tmp_path / "samples_breast.png").is_file()
+    # a second run trains nothing: every finished cell is read back
+    import usgen_monai.study.arms as arms
+
+    monkeypatch.setattr(arms, "run_bundle", lambda *a, **k: pytest.fail("a finished cell was run again"))
+    again = run_study(tmp_path, settings, progress=False)
+    assert [c["dice"] for c in again["cells"]] == [c["dice"] for c in document["cells"]]
+
+
+@pytest.mark.parametrize("layout,preset", [("busi", "breast"), ("hc18", "fetal_head")])
+def test_study_command_on_user_folders(tmp_path, layout, preset, capsys):
+    simulate_dataset(tmp_path / "data", preset=preset, num=14, layout=layout, size=(64, 64), seed=5)
+    argv = ["study", "--out", str(tmp_path / "out"), "--dataset-dir", str(tmp_path / "data"), "--anatomy", preset,
+            "--labeled-sizes", "3", "--seeds", "0", "--arms", "supervised,mgcc_csg", "--image-size", "64",
+            "--segmenter-iterations", "1", "--generator-iterations", "1", "--num-synthetic", "2", "--in-process"]  # fmt: skip
+    assert main(argv) == 0
+    assert "2 cell(s), 0 failed" in capsys.readouterr().out
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["split"][preset] == str((tmp_path / "data").resolve())
+    assert {c["arm"] for c in results["cells"]} == {"supervised", "mgcc_csg"}
+
+
+def test_study_command_errors(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["study", "--out", str(tmp_path), "--dataset-dir", str(tmp_path)])  # no --anatomy
+    assert e.value.code == 2
+    with pytest.raises(ValueError, match="unknown arm"):
+        run_study(tmp_path / "x", StudySettings(anatomies=("breast",), **{**TINY, "arms": ("sam_magic",)}))

@@ -1,0 +1,187 @@
+"""``python -m usgen_monai study``: the whole comparison in one resumable command.
+
+::
+
+    python -m usgen_monai study --out OUT [--dataset-dir DIR --layout auto --anatomy breast] [--quick]
+                                [--labeled-sizes 8,16,32] [--seeds 0,1,2] [--arms unet,supervised,...]
+                                [--device cpu] [--num-threads 1]
+
+splits the data once (``OUT/split.json``), runs every cell (``OUT/cells/<anatomy>/n<N>/seed<s>/<arm>/``: logs,
+weights, ``result.json``; a cell that has one is not run again, a failed one leaves ``error.json`` and is retried
+by the next run) and writes ``OUT/report.md``, ``OUT/results.json`` and the figures. Interrupt it at any point and
+run the same command again to go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_study_arguments", "run_study", "run_study_command"]
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative integers, got {text!r}")
+    return values
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``study`` subcommand's arguments."""
+    parser.add_argument("--out", required=True, help="output folder (created; a second run resumes it)")
+    parser.add_argument("--dataset-dir", default=None, help="a labelled data set (default: the built-in simulator)")
+    parser.add_argument("--layout", default="auto", help="layout of --dataset-dir (default: detected)")
+    parser.add_argument(
+        "--anatomy", type=_names, default=None,
+        help="simulator presets to study, comma-separated (default: breast,fetal_head); with --dataset-dir the one "
+        "preset the data set is (e.g. breast for BUSI, fetal_head for HC18)",
+    )
+    parser.add_argument("--quick", action="store_true", help="the quick study (about 30 minutes on 2 CPU cores)")
+    parser.add_argument("--labeled-sizes", type=_int_list, default=None, help="labelled-set sizes, e.g. 8,16,32")
+    parser.add_argument("--seeds", type=_int_list, default=None, help="seeds, e.g. 0,1,2")
+    parser.add_argument("--arms", type=_names, default=None, help="arms to run (default: all)")
+    parser.add_argument("--image-size", type=int, default=None, help="segmenter input side")
+    parser.add_argument("--segmenter-iterations", type=int, default=None, help="labelled batches per segmenter")
+    parser.add_argument("--generator-iterations", type=int, default=None, help="ControlNet iterations per generator")
+    parser.add_argument("--num-synthetic", type=int, default=None, help="synthetic pairs per generator")
+    parser.add_argument("--num-test", type=int, default=None, help="simulator test images per anatomy")
+    parser.add_argument("--num-labeled-pool", type=int, default=None, help="simulator labelled-pool images")
+    parser.add_argument("--num-unlabeled-pool", type=int, default=None, help="simulator unlabelled-pool images")
+    parser.add_argument("--device", default="", help="device of every bundle run (default: each bundle's own)")
+    parser.add_argument("--num-threads", type=int, default=1, help="OMP_NUM_THREADS of each bundle run")
+    parser.add_argument("--bundles-dir", default=None, help="folder holding the bundles (default: the repository's)")
+    parser.add_argument(
+        "--in-process", action="store_true", default=None,
+        help="run the bundles in this process (faster start-up; default: one process per bundle run)",
+    )
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from usgen_monai.study.protocol import StudySettings
+
+    changes = {
+        "anatomies": args.anatomy,
+        "labeled_sizes": args.labeled_sizes,
+        "seeds": args.seeds,
+        "arms": args.arms,
+        "image_size": args.image_size,
+        "segmenter_iterations": args.segmenter_iterations,
+        "generator_iterations": args.generator_iterations,
+        "num_synthetic": args.num_synthetic,
+        "num_test": args.num_test,
+        "num_labeled_pool": args.num_labeled_pool,
+        "num_unlabeled_pool": args.num_unlabeled_pool,
+        "device": args.device,
+        "num_threads": args.num_threads,
+        "in_process": args.in_process,
+    }
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if args.dataset_dir and "anatomies" not in changes:
+        raise ValueError("--dataset-dir needs --anatomy: the one preset the data set is (breast for BUSI).")
+    return StudySettings.quick(**changes) if args.quick else StudySettings.full(**changes)
+
+
+def run_study(
+    out: str | Path,
+    settings: Any,
+    dataset_dir: str | Path | None = None,
+    layout: str = "auto",
+    bundles_dir: str | Path | None = None,
+    command: str = "",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) a study and write its report; returns the results document of
+    :py:func:`usgen_monai.study.report.write_report`.
+
+    Raises:
+        ValueError: unknown arms, or the errors of :py:func:`usgen_monai.study.protocol.prepare_study_data`.
+    """
+    from tqdm import tqdm
+
+    from usgen_monai.study.arms import ARMS, GENERATOR_ARM, StudyContext, default_bundles_dir
+    from usgen_monai.study.protocol import prepare_study_data
+    from usgen_monai.study.report import write_report
+    from usgen_monai.study.runner import Cell
+
+    unknown = [a for a in settings.arms if a not in ARMS]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {unknown}; arms are {sorted(ARMS)}.")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = prepare_study_data(out, settings, dataset_dir=dataset_dir, layout=layout)
+    context = StudyContext(out, settings, data, Path(bundles_dir) if bundles_dir else default_bundles_dir())
+    cells = [
+        Cell(anatomy, n, seed, arm)
+        for anatomy in settings.anatomies
+        for n in settings.labeled_sizes
+        for seed in settings.seeds
+        for arm in settings.arms
+    ]
+    from usgen_monai.study.arms import run_arm
+
+    results = []
+    bar = tqdm(cells, desc="study cells", unit="cell", disable=not progress)
+    for cell in bar:
+        bar.set_postfix_str(cell.name)
+        results.append(run_arm(context, cell))
+    generators = []
+    for anatomy in settings.anatomies:
+        for n in settings.labeled_sizes:
+            for seed in settings.seeds:
+                result = Cell(anatomy, n, seed, GENERATOR_ARM).folder(out) / "result.json"
+                error = result.with_name("error.json")
+                if result.is_file():
+                    generators.append(json.loads(result.read_text(encoding="utf-8")))
+                elif error.is_file():
+                    generators.append(json.loads(error.read_text(encoding="utf-8")))
+    machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}"
+    import os
+
+    machine += f", {os.cpu_count()} logical CPUs, device {settings.device or 'each bundle default'}"
+    return write_report(
+        out,
+        results,
+        settings.to_dict(),
+        {name: part.source for name, part in data.items()},
+        {arm: ARMS[arm][1] for arm in settings.arms},
+        generators=generators,
+        command=command,
+        machine=machine,
+    )
+
+
+def run_study_command(args: argparse.Namespace) -> int:
+    """The ``study`` subcommand: run it, print where the report is and how many cells failed (exit 1 if any)."""
+    from usgen_monai.cli import CommandError
+
+    try:
+        settings = _settings(args)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    command = getattr(args, "command_line", "") or "usgen-monai study " + shlex.join(sys.argv[1:])
+    document = run_study(
+        args.out, settings, dataset_dir=args.dataset_dir, layout=args.layout, bundles_dir=args.bundles_dir,
+        command=command,
+    )
+    failed = document["failures"]
+    print(
+        f"study: {len(document['cells'])} cell(s), {len(failed)} failed; report {Path(args.out) / 'report.md'}",
+        file=sys.stdout,
+    )
+    for f in failed:
+        print(f"  failed: {f['anatomy']} N={f['num_labeled']} seed {f['seed']} {f['arm']}: {f['error'].splitlines()[0]}")
+    return 1 if failed else 0
+

@@ -1,0 +1,241 @@
+"""The study's report: ``results.json`` (every cell and the summary) and ``report.md`` with tables and PNG figures."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from usgen_monai.utils import write_json_atomic, write_text_atomic
+
+__all__ = ["plot_dice_against_labeled", "sample_grid", "summarize", "write_report"]
+
+
+def summarize(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sample standard deviation of the Dice over seeds, per anatomy, arm and labelled-set size (failed
+    cells left out and counted)."""
+    groups: dict[tuple[str, str, int], list[Mapping[str, Any]]] = {}
+    for result in results:
+        groups.setdefault((result["anatomy"], result["arm"], int(result["num_labeled"])), []).append(result)
+    rows = []
+    for (anatomy, arm, num_labeled), cells in sorted(groups.items()):
+        dice = [float(c["dice"]) for c in cells if "dice" in c]
+        rows.append(
+            {
+                "anatomy": anatomy,
+                "arm": arm,
+                "num_labeled": num_labeled,
+                "dice_mean": statistics.fmean(dice) if dice else None,
+                "dice_sd": statistics.stdev(dice) if len(dice) > 1 else None,
+                "num_seeds": len(dice),
+                "num_failed": len(cells) - len(dice),
+                "iterations": sorted({int(c["iterations"]) for c in cells if "iterations" in c}),
+            }
+        )
+    return rows
+
+
+def _format(row: Mapping[str, Any]) -> str:
+    if row["dice_mean"] is None:
+        return f"failed ({row['num_failed']})"
+    sd = f" ± {row['dice_sd']:.3f}" if row["dice_sd"] is not None else ""
+    failed = f", {row['num_failed']} failed" if row["num_failed"] else ""
+    return f"{row['dice_mean']:.3f}{sd} ({row['num_seeds']}{failed})"
+
+
+def plot_dice_against_labeled(rows: Sequence[Mapping[str, Any]], anatomy: str, path: str | Path) -> Path:
+    """Dice (mean ± sd over seeds) against the number of labelled pairs, one line per arm, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    arms = sorted({r["arm"] for r in rows if r["anatomy"] == anatomy})
+    for k, arm in enumerate(arms):
+        points = sorted(
+            (r["num_labeled"], r["dice_mean"], r["dice_sd"] or 0.0)
+            for r in rows
+            if r["anatomy"] == anatomy and r["arm"] == arm and r["dice_mean"] is not None
+        )
+        if not points:
+            continue
+        offset = 1.0 + 0.015 * (k - (len(arms) - 1) / 2)  # keep error bars of arms apart
+        ax.errorbar(
+            [p[0] * offset for p in points], [p[1] for p in points], yerr=[p[2] for p in points], marker="o",
+            capsize=3, label=arm,
+        )
+    ax.set_xscale("log", base=2)
+    sizes = sorted({r["num_labeled"] for r in rows if r["anatomy"] == anatomy})
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.set_xlabel("labelled pairs")
+    ax.set_ylabel("test Dice (mean ± sd over seeds)")
+    ax.set_title(anatomy)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    from usgen_monai.utils import atomic_write
+
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+    return path
+
+
+def _tile(image_path: str | Path, label_path: str | Path, side: int) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    from usgen_monai.data import pil_to_grey
+    from usgen_monai.visualize import overlay_mask_outline
+
+    with Image.open(image_path) as im:
+        image = np.asarray(pil_to_grey(im).resize((side, side), Image.BILINEAR), dtype=np.float32) / 255.0
+    with Image.open(label_path) as lb:
+        label = np.asarray(lb.convert("L").resize((side, side), Image.NEAREST)) > 0
+    return overlay_mask_outline(image, label)
+
+
+def sample_grid(
+    real: Sequence[Mapping[str, Any]], generated: Sequence[Mapping[str, Any]], path: str | Path, columns: int = 6,
+    side: int = 128,
+) -> Path:
+    """A PNG of real pairs (top row) and generated pairs (bottom row), masks outlined; items are datalist entries
+    with ``image`` and ``label`` paths."""
+    from usgen_monai.visualize import image_grid, save_png
+
+    rows = [[_tile(i["image"], i["label"], side) for i in items[:columns]] for items in (real, generated)]
+    titles = ["real", "generated"]
+    kept = [(r, t) for r, t in zip(rows, titles) if r]
+    save_png(image_grid([r for r, _ in kept], row_titles=[t for _, t in kept]), str(path))
+    return Path(path)
+
+
+def write_report(
+    out: str | Path,
+    results: Sequence[Mapping[str, Any]],
+    settings: Mapping[str, Any],
+    split: Mapping[str, Any],
+    arm_descriptions: Mapping[str, str],
+    generators: Sequence[Mapping[str, Any]] = (),
+    command: str = "",
+    machine: str = "",
+) -> dict[str, Any]:
+    """Write ``out/results.json``, one figure per anatomy and ``out/report.md``; returns the results document."""
+    out = Path(out)
+    rows = summarize(results)
+    anatomies = sorted({r["anatomy"] for r in rows})
+    figures = {a: plot_dice_against_labeled(rows, a, out / f"dice_{a}.png").name for a in anatomies}
+    failures = [r for r in [*results, *generators] if "error" in r]
+    document = {
+        "command": command,
+        "machine": machine,
+        "settings": dict(settings),
+        "split": dict(split),
+        "summary": rows,
+        "cells": list(results),
+        "generators": list(generators),
+        "failures": failures,
+    }
+    write_json_atomic(out / "results.json", document)
+
+    lines = ["# Does synthetic data help? Study report", ""]
+    if command:
+        lines += ["Command:", "", f"    {command}", ""]
+    if machine:
+        lines += [f"Machine: {machine}", ""]
+    budget = (
+        f"every arm of a cell trains for {settings['segmenter_iterations']} labelled batches of 4 at "
+        f"{settings['image_size']} x {settings['image_size']} (the MGCC arms also see 4 unlabelled images per batch); "
+        f"generators: {settings['generator_iterations']} ControlNet iterations, {settings['num_synthetic']} pairs"
+    )
+    lines += [
+        "## Protocol",
+        "",
+        f"- Data: {', '.join(f'{a}: {split[a]}' for a in sorted(split))}.",
+        "- The test set of each anatomy is held out from everything (generators, context banks, segmenters). "
+        "Validation (model selection) uses the cell's own labelled pairs only.",
+        "- Which data trained which model: each segmenter sees its cell's N labelled pairs; `mgcc_real` also the "
+        "images (no masks) of the unlabelled pool; `mgcc_csg` the images its cell's generator wrote. Each cell's "
+        "generator learns its mask branch (a new ControlNet) from that cell's N pairs alone, its masks are those N "
+        "masks and its context bank those N images; it keeps the CSG bundle's shipped autoencoder, base denoiser "
+        "and speckle refiner, which were trained on simulator images of all presets (not on the test images).",
+        f"- Budget: {budget}.",
+        "- Dice: mean over the test images with a foreground (MONAI `MeanDice`, empty ground truth ignored), on "
+        "each image's own grid; table entries are mean ± sd over seeds (number of seeds).",
+        "",
+        "Arms: " + "; ".join(f"`{name}`: {text}" for name, text in arm_descriptions.items()) + ".",
+        "",
+    ]
+    for anatomy in anatomies:
+        arms = [a for a in arm_descriptions if any(r["arm"] == a and r["anatomy"] == anatomy for r in rows)]
+        sizes = sorted({r["num_labeled"] for r in rows if r["anatomy"] == anatomy})
+        lines += [f"## {anatomy}", "", "| labelled pairs | " + " | ".join(arms) + " |", "|---" * (len(arms) + 1) + "|"]
+        for n in sizes:
+            cells = []
+            for arm in arms:
+                row = next((r for r in rows if r["anatomy"] == anatomy and r["arm"] == arm and r["num_labeled"] == n), None)
+                cells.append(_format(row) if row else "")
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        lines += ["", f"![Dice against labelled pairs, {anatomy}]({figures[anatomy]})", ""]
+        best_baseline = {}
+        for n in sizes:
+            values = {
+                r["arm"]: r["dice_mean"]
+                for r in rows
+                if r["anatomy"] == anatomy and r["num_labeled"] == n and r["dice_mean"] is not None
+            }
+            baselines = [values[a] for a in ("unet", "supervised", "strong_augmentation") if a in values]
+            if baselines and "mgcc_csg" in values:
+                best_baseline[n] = values["mgcc_csg"] - max(baselines)
+        if best_baseline:
+            gains = ", ".join(f"N = {n}: {100 * g:+.1f}" for n, g in best_baseline.items())
+            lines += [f"Synthetic unlabelled images (`mgcc_csg`) against the best baseline without them, Dice points: {gains}.", ""]
+    if generators:
+        lines += [
+            "## Generators",
+            "",
+            "Each cell's generator, the data it was trained on and its time; sample grids show the cell's real pairs "
+            "above the pairs it generated (masks outlined).",
+            "",
+            "| cell | trained on | train s | generate s |",
+            "|---|---|---|---|",
+        ]
+        for g in generators:
+            name = f"{g['anatomy']} N={g['num_labeled']} seed {g['seed']}"
+            if "error" in g:
+                lines.append(f"| {name} | failed: {g['error'].splitlines()[0]} | | |")
+            else:
+                lines.append(f"| {name} | {g['trained_on']} | {g['train_seconds']} | {g['generate_seconds']} |")
+        lines.append("")
+        for anatomy in anatomies:
+            first = next((g for g in generators if g["anatomy"] == anatomy and "error" not in g), None)
+            if first is None:
+                continue
+            grid = out / f"samples_{anatomy}.png"
+            try:
+                real = json.loads(Path(first["labeled"]).read_text(encoding="utf-8"))["training"]
+                generated = json.loads(Path(first["datalist"]).read_text(encoding="utf-8"))["training"]
+                base = Path(first["datalist"]).parent
+                generated = [{k: str(base / v) for k, v in i.items() if k in ("image", "label")} for i in generated]
+                sample_grid(real, generated, grid)
+            except (OSError, KeyError, ValueError) as e:
+                lines += [f"(sample grid of {anatomy} not drawn: {e})", ""]
+                continue
+            lines += [
+                f"![{anatomy}: real pairs (top) and generated pairs (bottom), N={first['num_labeled']} seed "
+                f"{first['seed']}]({grid.name})",
+                "",
+            ]
+    if failures:
+        lines += ["## Failed cells", ""]
+        lines += [
+            f"- {f['anatomy']} N={f['num_labeled']} seed {f['seed']} {f['arm']}: {f['error'].splitlines()[0]}"
+            for f in failures
+        ]
+        lines.append("")
+    write_text_atomic(out / "report.md", "\n".join(lines))
+    return document
