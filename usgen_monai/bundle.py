@@ -340,18 +340,17 @@ def load_model_weights(
 
     Raises:
         FileNotFoundError: no file at ``path`` (the message names it and the training command).
-        ValueError: the file is not a weights file (naming it).
+        InvalidCheckpointError: the file is empty, truncated, corrupt or not a torch file (a ``ValueError``; see
+            :py:func:`usgen_monai.engines.checkpoint.load_torch_file`).
+        ValueError: the file holds no state dict (naming it).
     """
-    import torch
+    from usgen_monai.engines.checkpoint import load_torch_file
 
     path = Path(path)
     if not path.is_file():
         hint = f" Train them first: {train_command}" if train_command else ""
         raise FileNotFoundError(f"model weights {path} not found: no trained weights are installed there.{hint}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for a file that is not a weights file
-        raise ValueError(f"cannot read model weights {path} ({type(e).__name__}: {e}).") from None
+    state = load_torch_file(path, map_location=map_location)
     if isinstance(state, Mapping) and isinstance(state.get("state_dicts"), Mapping):
         if len(state["state_dicts"]) != 1:
             raise ValueError(f"{path} holds states {sorted(state['state_dicts'])}; expected one network.")

@@ -40,6 +40,7 @@ __all__ = [
     "InvalidCheckpointError",
     "ResumableCheckpoint",
     "load_checkpoint",
+    "load_torch_file",
     "read_checkpoint",
     "sampling_constants",
     "save_checkpoint",
@@ -162,6 +163,31 @@ def _unreadable(path: Path, error: Exception) -> Exception:
     return InvalidCheckpointError(f"{path} is not a checkpoint: it is not a torch file but {found}. {_ADVICE}")
 
 
+def load_torch_file(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, map_location, weights_only=True)`` with errors that say what is wrong with the file: the one
+    reader of checkpoints and model-zoo weights files (``models/model.pt``).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        InvalidCheckpointError: the file is empty, truncated, corrupt, not a torch file, or holds objects
+            ``weights_only`` refuses.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}.")
+    if path.stat().st_size == 0:
+        raise InvalidCheckpointError(
+            f"checkpoint {path} is empty (0 bytes): its writing never started or was cut short. {_ADVICE}"
+        )
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises anything on bytes that are not a torch file (KeyError, EOFError, ...)
+        error = _unreadable(path, exc)
+        if error is exc:
+            raise
+        raise error from exc
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Read a checkpoint file with ``torch.load(..., weights_only=True)`` and check its format.
 
@@ -179,19 +205,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             ``usgen-monai-checkpoint`` or of a newer version.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}.")
-    if path.stat().st_size == 0:
-        raise InvalidCheckpointError(
-            f"checkpoint {path} is empty (0 bytes): its writing never started or was cut short. {_ADVICE}"
-        )
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises anything on bytes that are not a torch file (KeyError, EOFError, ...)
-        error = _unreadable(path, exc)
-        if error is exc:
-            raise
-        raise error from exc
+    data = load_torch_file(path, map_location=map_location)
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise InvalidCheckpointError(
