@@ -242,6 +242,150 @@ register_subcommand(
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# deploy (the MONAI Deploy app runs in its own virtualenv: nothing of the SDK is imported here)
+
+
+def _add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", help="folder of ultrasound DICOM files (searched recursively)")
+    parser.add_argument("--output", help="folder for the DICOM SEG files and inference_summary.json")
+    parser.add_argument("--bundle", default=None, help="the segmentation bundle folder (default: bundles/mgcc)")
+    parser.add_argument(
+        "--venv",
+        default=None,
+        help="the deploy virtualenv (default: $USGEN_DEPLOY_VENV, else .venv-deploy at the repository root)",
+    )
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: the bundle's)")
+    parser.add_argument(
+        "--setup", action="store_true", help="build the deploy virtualenv (monai-deploy-app-sdk) first; idempotent"
+    )
+
+
+def _run_deploy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from usgen_monai.deploy.environment import (
+        DeployEnvironmentError,
+        default_bundle,
+        find_deploy_venv,
+        launch_app,
+        setup_deploy_venv,
+    )
+
+    if args.setup:
+        try:
+            setup_deploy_venv(args.venv or None, log=lambda m: print(f"{PROG} deploy: {m}", file=sys.stderr))
+        except DeployEnvironmentError as e:
+            print(f"{PROG} deploy: error: {e}", file=sys.stderr)
+            return 1
+        if not args.input and not args.output:
+            return 0
+    if not args.input or not args.output:
+        raise CommandError("--input and --output are required (or --setup alone to build the deploy virtualenv)")
+    if not Path(args.input).is_dir():
+        raise CommandError(
+            f"--input {args.input} is not a folder" + ("" if Path(args.input).exists() else " (it does not exist)")
+        )
+    bundle = Path(args.bundle) if args.bundle else default_bundle()
+    if not (bundle / "configs" / "inference.json").is_file():
+        raise CommandError(f"--bundle {bundle} is not a bundle folder (no configs/inference.json)")
+    try:
+        venv, _ = find_deploy_venv(args.venv)
+    except DeployEnvironmentError as e:
+        raise CommandError(str(e)) from e
+    app_args = ["--input", str(Path(args.input).resolve()), "--output", str(Path(args.output).resolve())]
+    app_args += ["--bundle", str(bundle.resolve())] + (["--device", args.device] if args.device else [])
+    return launch_app(venv, app_args)
+
+
+register_subcommand(
+    "deploy",
+    "segment a folder of ultrasound DICOM with the MGCC bundle and write DICOM SEG (MONAI Deploy app)",
+    _add_deploy_arguments,
+    _run_deploy,
+    description="Run the MONAI Deploy application (usgen_monai/deploy) on a DICOM folder: every ultrasound image "
+    "or cine is segmented by the bundle and written as a DICOM SEG that references it; unreadable and "
+    "non-ultrasound files are reported and skipped (inference_summary.json). The app runs in the deploy "
+    f"virtualenv; build it once with '{PROG} deploy --setup'.",
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# label (the MONAI Label server runs in its own virtualenv: nothing of MONAI Label is imported here)
+
+
+def _add_label_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--studies", help="folder of PNG / JPEG / NIfTI / ultrasound DICOM studies to annotate")
+    parser.add_argument("--port", type=_positive_int, default=8000, help="port on 127.0.0.1 (default 8000)")
+    parser.add_argument(
+        "--venv",
+        default=None,
+        help="the MONAI Label virtualenv (default: $USGEN_LABEL_VENV, else .venv-label at the repository root)",
+    )
+    parser.add_argument(
+        "--setup", action="store_true", help="build the MONAI Label virtualenv (monailabel 0.8.5) first; idempotent"
+    )
+    parser.add_argument(
+        "--work", default=None, help="folder for the app, retrained weights and train runs (default <studies>/.usgen-label)"
+    )
+    parser.add_argument(
+        "--conf",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("KEY", "VALUE"),
+        help="an app setting, e.g. --conf mgcc_bundle DIR (see usgen_monai/label/README.md); repeatable",
+    )
+    parser.add_argument("--threads", type=_positive_int, default=None, help="torch / OpenMP threads of the server")
+    parser.add_argument("--dry-run", action="store_true", help="set up the app and print the server command only")
+
+
+def _run_label(args: argparse.Namespace) -> int:
+    from usgen_monai.label.environment import (
+        LabelEnvironmentError,
+        find_label_venv,
+        launch_server,
+        setup_label_venv,
+    )
+
+    if args.setup:
+        try:
+            setup_label_venv(args.venv or None, log=lambda m: print(f"{PROG} label: {m}", file=sys.stderr))
+        except LabelEnvironmentError as e:
+            print(f"{PROG} label: error: {e}", file=sys.stderr)
+            return 1
+        if not args.studies:
+            return 0
+    if not args.studies:
+        raise CommandError("--studies is required (or --setup alone to build the MONAI Label virtualenv)")
+    try:
+        venv, _ = find_label_venv(args.venv)
+        return launch_server(
+            venv,
+            args.studies,
+            port=args.port,
+            conf=dict(args.conf),
+            work_dir=args.work,
+            threads=args.threads,
+            dry_run=args.dry_run,
+            log=lambda m: print(f"{PROG} label: {m}", file=sys.stderr),
+        )
+    except LabelEnvironmentError as e:
+        raise CommandError(str(e)) from e
+
+
+register_subcommand(
+    "label",
+    "serve the MGCC and SAM bundles to MONAI Label clients for 2D ultrasound annotation (127.0.0.1)",
+    _add_label_arguments,
+    _run_label,
+    description="Start a MONAI Label server (usgen_monai/label) over a folder of ultrasound studies: automatic "
+    "segmentation with the MGCC bundle (/infer/mgcc), box and click segmentation with the SAM bundle (/infer/sam), "
+    "labels saved as PNG/NIfTI (and DICOM SEG for DICOM studies), retraining with /train/mgcc and /train/sam. The "
+    f"server runs in the MONAI Label virtualenv; build it once with '{PROG} label --setup'.",
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # entry point
 
 
