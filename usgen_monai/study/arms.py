@@ -34,6 +34,7 @@ from usgen_monai.study.protocol import (
     write_masks_folder,
 )
 from usgen_monai.study.runner import Cell, run_bundle, run_cell
+from usgen_monai.utils import write_json_atomic
 
 __all__ = ["ARMS", "GENERATOR_ARM", "StudyContext", "default_bundles_dir", "run_arm", "run_generator"]
 
@@ -85,8 +86,6 @@ def run_generator(context: StudyContext, anatomy: str, num_labeled: int, seed: i
     def compute(folder: Path) -> dict[str, Any]:
         labeled = labeled_subset(context.data[anatomy], num_labeled, seed)
         datalist = folder / "labeled.json"
-        from usgen_monai.utils import write_json_atomic
-
         write_json_atomic(datalist, {"training": labeled})
         masks = write_masks_folder(folder / "masks", labeled)
         images = folder / "images"
@@ -216,8 +215,6 @@ def _supervised(context: StudyContext, cell: Cell) -> dict[str, Any]:
 def _real_unlabeled(context: StudyContext, cell: Cell) -> dict[str, Any]:
     folder = cell.folder(context.out)
     pool = folder / "unlabeled.json"
-    from usgen_monai.utils import write_json_atomic
-
     write_json_atomic(pool, {"training": [{"image": i["image"]} for i in context.data[cell.anatomy].unlabeled_pool]})
     return {"unlabeled": [str(pool)]}
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import sys
@@ -111,7 +112,7 @@ def run_study(
     """
     from tqdm import tqdm
 
-    from usgen_monai.study.arms import ARMS, GENERATOR_ARM, StudyContext, default_bundles_dir
+    from usgen_monai.study.arms import ARMS, GENERATOR_ARM, StudyContext, default_bundles_dir, run_arm
     from usgen_monai.study.protocol import prepare_study_data
     from usgen_monai.study.report import write_report
     from usgen_monai.study.runner import Cell
@@ -130,8 +131,6 @@ def run_study(
         for seed in settings.seeds
         for arm in settings.arms
     ]
-    from usgen_monai.study.arms import run_arm
-
     results = []
     bar = tqdm(cells, desc="study cells", unit="cell", disable=not progress)
     for cell in bar:
@@ -148,8 +147,6 @@ def run_study(
                 elif error.is_file():
                     generators.append(json.loads(error.read_text(encoding="utf-8")))
     machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}"
-    import os
-
     machine += f", {os.cpu_count()} logical CPUs, device {settings.device or 'each bundle default'}"
     return write_report(
         out,
