@@ -27,6 +27,7 @@ __all__ = [
     "load_pretrained",
     "read_bundle_version",
     "labeled_split",
+    "load_initial_weights",
     "load_model_weights",
     "load_sam_bundle_weights",
     "sam_evaluation_metrics",
@@ -363,6 +364,19 @@ def load_model_weights(
     return network.eval()
 
 
+def load_initial_weights(network: Any, path: str | os.PathLike | None, map_location: Any = "cpu") -> Any:
+    """Start a training from given weights (a model-zoo ``model.pt``, e.g. the shipped ones, to fine-tune on new
+    labels) with :py:func:`load_model_weights`; an empty ``path`` (train from scratch) does nothing. A resumed run's
+    checkpoint is restored afterwards and wins.
+
+    Returns:
+        ``network`` (left in training mode).
+    """
+    if not path:
+        return network
+    return load_model_weights(network, path, map_location=map_location).train()
+
+
 def write_metrics_json(path: str | os.PathLike, metrics: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     """Write ``{"metrics": metrics, **extra}`` as JSON (atomically) and return it, e.g. an evaluator's
     ``state.metrics`` with the data set and checkpoint it was measured on.
@@ -551,18 +565,19 @@ def sam_for_training(network: Any, train_parts: str = "all", checkpoint: str | o
     return network.train()
 
 
-def sam_evaluation_metrics(head_circumference: bool = False, label_key: str = "label") -> dict[str, Any]:
+def sam_evaluation_metrics(head_circumference: bool | str = False, label_key: str = "label") -> dict[str, Any]:
     """The SAM bundle's evaluation metrics besides Dice: IoU, and with ``head_circumference`` (fetal heads) the mean
     absolute head-circumference error in mm as HC18 scores it
     (:py:class:`usgen_monai.engines.sam_evaluation.HeadCircumferenceError`), all against ``label_key``."""
     from monai.handlers import MeanIoUHandler, from_engine
 
     from usgen_monai.engines.sam_evaluation import HeadCircumferenceError
+    from usgen_monai.utils import as_flag
 
     metrics: dict[str, Any] = {
         "test_mean_iou": MeanIoUHandler(include_background=True, output_transform=from_engine(["pred", label_key]))
     }
-    if head_circumference:
+    if as_flag(head_circumference):  # "--head_circumference false" arrives as a string
         metrics["test_hc_abs_error_mm"] = HeadCircumferenceError(label_key=label_key)
         metrics["test_hc_rel_error"] = HeadCircumferenceError(label_key=label_key, statistic="rel_error")
     return metrics

@@ -109,6 +109,24 @@ def test_the_training_pieces_see_both_data_sets(data, tmp_path):
     assert {i["image"] for i in validation}.isdisjoint(os.path.join(data["labeled"], t["image"]) for t in test)
 
 
+def test_pretrained_path_starts_from_given_weights_and_patches_crop(trained, data, tmp_path):
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update({"dataset_dir": str(data["labeled"]), "unlabeled": [], "output_dir": str(tmp_path),
+                   "ckpt_dir": str(tmp_path), **TINY, **SMALL_RUN, "train_patch_size": [16, 32],
+                   "vertical_flip_prob": 0.0, "rotate90_prob": 0.0,
+                   "pretrained_path": str(trained / "models" / "model.pt")})  # fmt: skip
+    for step in parser.get_parsed_content("initialize"):
+        pass  # instantiating the list runs it: determinism, then the given weights
+    shipped = torch.load(trained / "models" / "model.pt", weights_only=True)
+    state = parser.get_parsed_content("network_def").state_dict()
+    assert all(torch.equal(state[k], shipped[k]) for k in shipped)
+    batch = next(iter(parser.get_parsed_content("train#dataloader")))
+    assert tuple(batch["image"].shape) == (2, 1, 16, 32) and tuple(batch["label"].shape) == (2, 1, 16, 32)
+    flips = [t for t in parser.get_parsed_content("train#random_transforms") if type(t).__name__ == "RandFlipd"]
+    assert [f.flipper.spatial_axis for f in flips] == [0, 1] and [f.prob for f in flips] == [0.5, 0.0]
+
+
 def test_evaluate_writes_dice_and_iou_on_the_test_images(trained, data):
     metrics_path = trained / "eval" / "metrics.json"
     before = (trained / "models" / "model.pt").read_bytes()

@@ -63,8 +63,17 @@ from .provenance import (
     sampling_steps,
 )
 from .sampler import DiffusionSampler, LabelMapSample, LabelMapSampler, LatentSample, LatentSampler
+from .sam_evaluation import HeadCircumferenceError
+from .sam_inference import (
+    AutoBoxPromptd,
+    CheckPromptItemd,
+    FromModelFramed,
+    PromptInferer,
+    bundle_segmenter,
+    prompt_inputs,
+)
 from .sam_predictor import CachedEmbedding, PromptPredictor
-from .sam_training import RealSyntheticSampler, SamInferer, SamPrepareBatch, set_trainable
+from .sam_training import RealSyntheticSampler, SamInferer, SamPrepareBatch, TargetMaskd, set_trainable
 from .segmentation_inference import (
     INFERENCE_SUFFIXES,
     MASK_OUTPUT_FORMATS,
@@ -110,7 +119,15 @@ __all__ = [
     "RealSyntheticSampler",
     "SamInferer",
     "SamPrepareBatch",
+    "TargetMaskd",
     "set_trainable",
+    "HeadCircumferenceError",
+    "AutoBoxPromptd",
+    "CheckPromptItemd",
+    "FromModelFramed",
+    "PromptInferer",
+    "bundle_segmenter",
+    "prompt_inputs",
     "CONTEXT_SOURCES",
     "BankContextSource",
     "ContextImage",

@@ -57,10 +57,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 from monai.inferers import Inferer
+from monai.transforms import MapTransform
 from monai.utils import CommonKeys as Keys
 from torch.utils.data.distributed import DistributedSampler
 
-__all__ = ["RealSyntheticSampler", "SamInferer", "SamPrepareBatch", "set_trainable"]
+__all__ = ["RealSyntheticSampler", "SamInferer", "SamPrepareBatch", "TargetMaskd", "set_trainable"]
 
 _PARTS = ("image_encoder", "prompt_encoder", "mask_decoder")
 
@@ -148,14 +149,22 @@ class SamInferer(Inferer):
             the highest predicted IoU (SAM's way with ambiguous single clicks); ``False`` predicts one mask.
     """
 
-    def __init__(self, multimask_output: bool = False) -> None:
+    def __init__(self, multimask_output: bool | str = False) -> None:
+        from usgen_monai.utils import as_flag
+
         super().__init__()
-        self.multimask_output = multimask_output
+        self.multimask_output = as_flag(multimask_output)  # a command line's "false" is a string
 
     def __call__(  # type: ignore[override]
         self, inputs: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any
     ) -> torch.Tensor:
         logits, iou = network(inputs, *args, multimask_output=self.multimask_output, **kwargs)
+        return self.select(logits, iou)
+
+    @staticmethod
+    def select(logits: torch.Tensor, iou: torch.Tensor) -> torch.Tensor:
+        """``(B, N, H, W)`` from the network's ``(B, N, M, H, W)`` logits: the one mask, or for each prompt the mask
+        of the highest predicted IoU ``(B, N, M)``."""
         if logits.shape[2] == 1:
             return logits[:, :, 0]
         best = iou.argmax(dim=2)[..., None, None, None].expand(-1, -1, 1, *logits.shape[-2:])
@@ -250,3 +259,39 @@ class RealSyntheticSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class TargetMaskd(MapTransform):
+    """The binary task mask of a label map: 1 where the label is one of the item's target classes, else 0.
+
+    Synthetic pairs from the CSG bundle carry label maps of the unified classes; the item's ``values_key`` (set by
+    :py:func:`usgen_monai.bundle.synthetic_pairs` from the datalist's ``target_labels``) lists the classes of the
+    task (the fetal head: skull and brain). Items without ``values_key`` pass unchanged (real pairs, binarised when
+    loaded), so one pipeline serves both.
+
+    Args:
+        keys: the label key(s).
+        values_key: the item key holding the target classes.
+        allow_missing_keys: don't raise an exception if a label key is missing.
+    """
+
+    def __init__(self, keys: Any = Keys.LABEL, values_key: str = "target_labels", allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.values_key = values_key
+
+    def __call__(self, data: Mapping[Any, Any]) -> dict[Any, Any]:
+        d = dict(data)
+        values = d.pop(self.values_key, None)
+        if values is None:
+            return d
+        values = [int(v) for v in (values.tolist() if hasattr(values, "tolist") else values)]
+        if not values:
+            raise ValueError(f"{self.values_key} is empty: no class makes the task mask.")
+        for key in self.key_iterator(d):
+            label = d[key]
+            mask = None
+            for v in values:
+                hit = label == v
+                mask = hit if mask is None else mask | hit
+            d[key] = mask.to(label.dtype) if isinstance(mask, torch.Tensor) else mask.astype(label.dtype)
+        return d

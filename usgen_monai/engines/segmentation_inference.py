@@ -46,9 +46,8 @@ import torch
 import torch.nn.functional as F
 from monai.data import MetaTensor
 from monai.inferers import Inferer, SimpleInferer
-from monai.utils import str2bool
 
-from usgen_monai.utils import write_json_atomic
+from usgen_monai.utils import as_flag, write_json_atomic
 
 __all__ = [
     "INFERENCE_SUFFIXES",
@@ -374,9 +373,9 @@ class InferenceSummary:
     """What a :py:meth:`SegmentationInference.run` did.
 
     Attributes:
-        succeeded: one record per segmented input: ``input``, ``outputs``, ``format``, ``shape`` (rows, columns),
-            ``frames`` and, where relevant, ``note``.
-        failed: one record per skipped input: ``input`` and ``reason``.
+        succeeded: one record per segmented input: ``input``, ``item`` (its position in the inputs), ``outputs``,
+            ``format``, ``shape`` (rows, columns), ``frames`` and, where relevant, ``note``.
+        failed: one record per skipped input: ``input``, ``item`` and ``reason``.
         seconds: wall time of the run.
         summary_path: the JSON summary file, if one was written.
     """
@@ -439,9 +438,11 @@ class SegmentationInference:
     ``batch_size`` consecutive inputs whose preprocessed images have one shape go through the inferer together
     (a folder of same-size images runs in batches; a mixed folder in smaller groups). The stem is the input's file
     name without its extension(s), with ``_2``, ``_3``, ... added when two inputs share one (``case.png`` and
-    ``case.dcm``). Any exception of one item is caught, logged with the file name and recorded in the summary (a
-    batch that fails is retried one input at a time); the run goes on. It ends with a logged summary line and, with
-    ``summary_path``, a JSON summary.
+    ``case.dcm``); with ``item_stems`` every stem instead ends in the item's position in the inputs
+    (``case_item3``), so several items on one image (one per prompt) get names that say which item they answer.
+    Every summary record holds that position as ``item``. Any exception of one item is caught, logged with the file
+    name and recorded in the summary (a batch that fails is retried one input at a time); the run goes on. It ends
+    with a logged summary line and, with ``summary_path``, a JSON summary.
 
     Model-agnostic: ``network`` is any callable the inferer can call (an ``nn.Module``, a TorchScript module, a
     function); ``prompt_keys`` name item entries passed to the inferer as keyword arguments (prompts of a promptable
@@ -462,6 +463,8 @@ class SegmentationInference:
         progress: show a tqdm progress bar (``"false"`` from a command line counts as False). Defaults to True.
         summary_path: the JSON summary file, or ``None``.
         description: the progress bar's label. Defaults to ``"segment"``.
+        item_stems: end every output stem in ``_item<k>``, ``k`` the item's position in the inputs (from 0).
+            Defaults to False.
     """
 
     def __init__(
@@ -479,6 +482,7 @@ class SegmentationInference:
         progress: bool | str = True,
         summary_path: str | os.PathLike | None = None,
         description: str = "segment",
+        item_stems: bool | str = False,
     ) -> None:
         if not callable(network):
             raise ValueError(f"network must be callable, got {type(network).__name__}.")
@@ -498,9 +502,10 @@ class SegmentationInference:
 
             device = module_device(network) if isinstance(network, torch.nn.Module) else "cpu"
         self.device = torch.device(device)
-        self.progress = str2bool(progress) if isinstance(progress, str) else bool(progress)
+        self.progress = as_flag(progress)
         self.summary_path = None if not summary_path else Path(summary_path)
         self.description = description
+        self.item_stems = as_flag(item_stems)
 
     def predict(self, batch: Sequence[dict[str, Any]]) -> None:
         """Infer preprocessed items whose images share one shape, in one call; stores ``pred_key`` in each (a
@@ -534,46 +539,52 @@ class SegmentationInference:
         used.add(unique)
         return unique
 
-    def _record(self, data: dict[str, Any], source: str, used: set[str]) -> dict[str, Any]:
-        """Postprocess and write one predicted item; returns its summary record."""
+    def _record(self, data: dict[str, Any], source: str, used: set[str], index: int = 0) -> dict[str, Any]:
+        """Postprocess and write one predicted item (``index``: its position in the inputs); returns its summary
+        record."""
         if self.postprocessing is not None:
             data = self.postprocessing(data)
         pred = data[self.pred_key]
         spatial = list(pred.shape[1:])
         record: dict[str, Any] = {
             "input": source,
+            "item": int(index),
             "shape": [int(spatial[1]), int(spatial[0])],  # rows, columns (MONAI's first spatial axis is the column)
             "frames": int(spatial[2]) if len(spatial) > 2 else 1,
         }
         if self.writer is not None:
-            paths, fmt, note = self.writer(pred, source=source, stem=self._stem(source, used))
+            stem = self._stem(source, used) if not self.item_stems else self._stem(source, set()) + f"_item{index}"
+            paths, fmt, note = self.writer(pred, source=source, stem=stem)
             record.update(outputs=[str(p) for p in paths], format=fmt)
             if note:
                 record["note"] = note
         return record
 
-    def _fail(self, summary: InferenceSummary, source: str, error: BaseException) -> None:
+    def _fail(self, summary: InferenceSummary, source: str, error: BaseException, index: int = 0) -> None:
         reason = _reason(error)
         logger.warning(f"skipped {source}: {reason}")
         logger.debug(f"{source} failed", exc_info=error)
-        summary.failed.append({"input": source, "reason": reason})
+        summary.failed.append({"input": source, "item": int(index), "reason": reason})
 
-    def _predict_group(self, group: list[tuple[str, dict]], summary: InferenceSummary) -> list[tuple[str, dict]]:
-        """Infer a group of prepared items of one shape (one by one if the batch fails); returns those inferred."""
+    def _predict_group(
+        self, group: list[tuple[str, dict, int]], summary: InferenceSummary
+    ) -> list[tuple[str, dict, int]]:
+        """Infer a group of prepared ``(source, data, index)`` items of one shape (one by one if the batch fails);
+        returns those inferred."""
         try:
-            self.predict([data for _, data in group])
+            self.predict([data for _, data, _ in group])
             return group
         except Exception as error:  # noqa: BLE001
             if len(group) == 1:
-                self._fail(summary, group[0][0], error)
+                self._fail(summary, group[0][0], error, group[0][2])
                 return []
         done = []
-        for source, data in group:
+        for source, data, index in group:
             try:
                 self.predict([data])
-                done.append((source, data))
+                done.append((source, data, index))
             except Exception as error:  # noqa: BLE001
-                self._fail(summary, source, error)
+                self._fail(summary, source, error, index)
         return done
 
     def run(self, data: Sequence[Mapping[str, Any] | str | os.PathLike]) -> InferenceSummary:
@@ -596,30 +607,28 @@ class SegmentationInference:
             os.fspath(s) if isinstance(s, (str, os.PathLike)) else str(s)
             for s in (i.get(self.image_key) for i in items)
         ]
-        order = {s: k for k, s in enumerate(sources)}
         start = time.perf_counter()
         with tqdm(total=len(items), desc=self.description, unit="image", disable=not self.progress) as bar:
             for first in range(0, len(items), self.batch_size):
-                groups: dict[tuple, list[tuple[str, dict]]] = {}
-                for item, source in zip(
-                    items[first : first + self.batch_size], sources[first : first + self.batch_size]
-                ):
+                groups: dict[tuple, list[tuple[str, dict, int]]] = {}
+                for index in range(first, min(first + self.batch_size, len(items))):
+                    source = sources[index]
                     try:
-                        prepared = self.preprocessing(dict(item))
-                        groups.setdefault(tuple(prepared[self.image_key].shape), []).append((source, prepared))
+                        prepared = self.preprocessing(dict(items[index]))
+                        groups.setdefault(tuple(prepared[self.image_key].shape), []).append((source, prepared, index))
                     except Exception as error:  # noqa: BLE001 - one bad input is reported and skipped
-                        self._fail(summary, source, error)
+                        self._fail(summary, source, error, index)
                         bar.update(1)
                 for group in groups.values():
-                    for source, prepared in self._predict_group(group, summary):
+                    for source, prepared, index in self._predict_group(group, summary):
                         try:
-                            summary.succeeded.append(self._record(prepared, source, used))
+                            summary.succeeded.append(self._record(prepared, source, used, index))
                         except Exception as error:  # noqa: BLE001
-                            self._fail(summary, source, error)
+                            self._fail(summary, source, error, index)
                     bar.update(len(group))
         summary.seconds = time.perf_counter() - start
-        summary.succeeded.sort(key=lambda r: order.get(r["input"], 0))
-        summary.failed.sort(key=lambda r: order.get(r["input"], 0))
+        summary.succeeded.sort(key=lambda r: r["item"])
+        summary.failed.sort(key=lambda r: r["item"])
         if self.summary_path is not None:
             write_json_atomic(self.summary_path, summary.to_dict())
             summary.summary_path = str(self.summary_path)

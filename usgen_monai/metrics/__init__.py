@@ -3,6 +3,8 @@
 * :py:mod:`~usgen_monai.metrics.conditioning`: does a conditioned generator follow its conditions (segmentation Dice,
   mask consistency, context effect), how diverse are its images (pairwise MS-SSIM), how clean its label maps
   (label-map fragmentation);
+* :py:mod:`~usgen_monai.metrics.head_circumference`: the head circumference of a fetal-head mask as HC18 measures it
+  (ellipse fitted to the mask's edge) and a prediction's error;
 * :py:mod:`~usgen_monai.metrics.realism`: do its images look like real ones (speckle statistics, class histograms and
   their distance, Fréchet distance of features);
 * :py:mod:`~usgen_monai.metrics.two_sample`: can a network tell them apart (classifier two-sample test ROC AUC) and
@@ -18,6 +20,7 @@ from .conditioning import (
     pairwise_ms_ssim,
     segmentation_dice,
 )
+from .head_circumference import head_circumference, head_circumference_error
 from .realism import (
     class_histograms,
     compare_speckle_statistics,
@@ -36,6 +39,8 @@ __all__ = [
     "context_effect",
     "extract_features",
     "frechet_distance",
+    "head_circumference",
+    "head_circumference_error",
     "histogram_distance",
     "label_map_fragmentation",
     "mask_consistency",
