@@ -129,17 +129,22 @@ def test_study_on_the_simulator_end_to_end_and_resumes(tmp_path, monkeypatch):
     assert [c["dice"] for c in again["cells"]] == [c["dice"] for c in document["cells"]]
 
 
-@pytest.mark.parametrize("layout,preset", [("busi", "breast"), ("hc18", "fetal_head")])
-def test_study_command_on_user_folders(tmp_path, layout, preset, capsys):
+@pytest.mark.parametrize(
+    "layout,preset,arms", [("busi", "breast", "supervised,mgcc_csg"), ("hc18", "fetal_head", "mgcc_real,sam_csg")]
+)
+def test_study_command_on_user_folders(tmp_path, layout, preset, arms, capsys):
     simulate_dataset(tmp_path / "data", preset=preset, num=14, layout=layout, size=(64, 64), seed=5)
     argv = ["study", "--out", str(tmp_path / "out"), "--dataset-dir", str(tmp_path / "data"), "--anatomy", preset,
-            "--labeled-sizes", "3", "--seeds", "0", "--arms", "supervised,mgcc_csg", "--image-size", "64",
+            "--labeled-sizes", "3", "--seeds", "0", "--arms", arms, "--image-size", "64",
             "--segmenter-iterations", "1", "--generator-iterations", "1", "--num-synthetic", "2", "--in-process"]  # fmt: skip
     assert main(argv) == 0
     assert "2 cell(s), 0 failed" in capsys.readouterr().out
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["split"][preset] == str((tmp_path / "data").resolve())
-    assert {c["arm"] for c in results["cells"]} == {"supervised", "mgcc_csg"}
+    assert {c["arm"] for c in results["cells"]} == set(arms.split(","))
+    if layout == "hc18":  # HC18's pixel sizes reach the SAM bundle's head-circumference error (mm)
+        (sam,) = [c for c in results["cells"] if c["arm"] == "sam_csg"]
+        assert "hc_abs_error_mm" in sam or sam["dice"] == 0.0
 
 
 def test_study_command_errors(tmp_path):

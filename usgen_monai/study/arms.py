@@ -10,6 +10,12 @@ MGCC bundle arms (``bundles/mgcc/configs``), all with the same labelled pairs, i
 * ``mgcc_real``: MGCC with the real unlabelled pool;
 * ``mgcc_csg``: MGCC with the synthetic images of the cell's generator as the unlabelled set.
 
+SAM bundle arms (``bundles/sam/configs``), box prompts at evaluation (Dice; head-circumference error for
+``fetal_head``), the same number of batches of 4:
+
+* ``sam_real``: the small SAM configuration fine-tuned on the cell's real pairs;
+* ``sam_csg``: the same with the cell generator's synthetic pairs as half of each batch.
+
 The generator of a cell (``csg``) keeps the CSG bundle's shipped autoencoder, base denoiser and speckle refiner (they
 model images, not masks) and learns the mask branch from the cell's labelled pairs alone: a new ControlNet
 (``--reset_semantic_branch true``) fine-tuned with the base frozen; its masks are the cell's own masks and its
@@ -40,6 +46,7 @@ __all__ = ["ARMS", "GENERATOR_ARM", "StudyContext", "default_bundles_dir", "run_
 
 GENERATOR_ARM = "csg"
 LABELED_BATCH_SIZE = 4
+SAM_ITERATIONS_PER_EPOCH = 10
 GENERATOR_BATCH_SIZE = 8
 
 
@@ -226,6 +233,70 @@ def _synthetic_unlabeled(context: StudyContext, cell: Cell) -> dict[str, Any]:
     return {"unlabeled": [generator["datalist"]]}
 
 
+def _sam_arm(with_synthetic: bool):
+    def run(context: StudyContext, cell: Cell, folder: Path) -> dict[str, Any]:
+        settings = context.settings
+        data = context.data[cell.anatomy]
+        labeled = labeled_subset(data, cell.num_labeled, cell.seed)
+        datalist = write_cell_datalist(folder / "datalist.json", labeled, data.test)
+        sam = context.bundles_dir / "sam"
+        train = context.config("sam", "train.json")
+        synthetic: list[str] = []
+        if with_synthetic:
+            generator = run_generator(context, cell.anatomy, cell.num_labeled, cell.seed)
+            if "error" in generator:
+                raise RuntimeError(f"the cell's generator failed: {generator['error']}")
+            synthetic = [generator["datalist"]]
+        per_epoch = min(SAM_ITERATIONS_PER_EPOCH, settings.segmenter_iterations)
+        epochs = max(1, math.ceil(settings.segmenter_iterations / per_epoch))
+        shared = {**context.common_overrides(), "bundle_root": str(sam), "dataset_dir": str(datalist),
+                  "model_path": str(folder / "model.pt")}  # fmt: skip
+        train_seconds = run_bundle(
+            [train],
+            {
+                **shared,
+                "ckpt_dir": str(folder),
+                "output_dir": str(folder / "runs"),
+                "synthetic": synthetic,
+                # the same number of batches of 4 with and without synthetic pairs (half of each batch then)
+                "samples_per_epoch": per_epoch * LABELED_BATCH_SIZE,
+                "batch_size": LABELED_BATCH_SIZE,
+                "max_epochs": epochs,
+                "val_interval": max(1, epochs // 10),
+                "seed": cell.seed,
+            },
+            folder / "train.log",
+            settings.num_threads,
+            in_process=settings.in_process,
+        )
+        head = cell.anatomy == "fetal_head"
+        run_bundle(
+            [train, context.config("sam", "evaluate.json")],
+            {
+                **shared,
+                "test_dataset_dir": str(datalist),
+                "test_subset": "test",
+                "metrics_path": str(folder / "metrics.json"),
+                "head_circumference": head and all("pixel_spacing_mm" in i for i in data.test),
+            },
+            folder / "evaluate.log",
+            settings.num_threads,
+            in_process=settings.in_process,
+        )
+        metrics = _read_metrics(folder / "metrics.json")
+        result = {
+            "dice": metrics["test_mean_dice"],
+            "iou": metrics.get("test_mean_iou"),
+            "iterations": epochs * per_epoch,
+            "train_seconds": round(train_seconds, 1),
+        }
+        if "test_hc_abs_error_mm" in metrics:
+            result["hc_abs_error_mm"] = metrics["test_hc_abs_error_mm"]
+        return result
+
+    return run
+
+
 #: arm name -> (bundle, what it is, the function that trains and evaluates it in a cell folder)
 ARMS: dict[str, tuple[str, str, Callable[[StudyContext, Cell, Path], dict[str, Any]]]] = {
     "unet": ("mgcc", "MONAI UNet, supervised", _mgcc_arm(("unet_baseline.json",), _supervised)),
@@ -237,6 +308,8 @@ ARMS: dict[str, tuple[str, str, Callable[[StudyContext, Cell, Path], dict[str, A
     ),
     "mgcc_real": ("mgcc", "MGCC, real unlabelled images", _mgcc_arm((), _real_unlabeled)),
     "mgcc_csg": ("mgcc", "MGCC, CSG synthetic unlabelled images", _mgcc_arm((), _synthetic_unlabeled)),
+    "sam_real": ("sam", "SAM (small), real pairs only, box prompts", _sam_arm(with_synthetic=False)),
+    "sam_csg": ("sam", "SAM (small), real + CSG synthetic pairs (half of each batch), box prompts", _sam_arm(True)),
 }
 
 

@@ -61,7 +61,9 @@ class StudySettings:
     anatomies: tuple[str, ...] = ("breast", "fetal_head")
     labeled_sizes: tuple[int, ...] = (8, 16, 32)
     seeds: tuple[int, ...] = (0, 1, 2)
-    arms: tuple[str, ...] = ("unet", "supervised", "strong_augmentation", "mgcc_real", "mgcc_csg")
+    arms: tuple[str, ...] = (
+        "unet", "supervised", "strong_augmentation", "mgcc_real", "mgcc_csg", "sam_real", "sam_csg",
+    )  # fmt: skip
     image_size: int = 256
     segmenter_iterations: int = 2000
     generator_iterations: int = 400
@@ -132,9 +134,24 @@ class AnatomyData:
         )
 
 
+def _pixel_spacing(item: Mapping[str, Any]) -> list[float] | None:
+    spacing = item.get("pixel_spacing_mm") or (item.get("context") or {}).get("pixel_spacing_mm")
+    if spacing is None and item.get("pixel_size_mm"):  # HC18: one isotropic pixel size
+        spacing = [item["pixel_size_mm"]] * 2
+    return None if spacing is None else [float(spacing[0]), float(spacing[1])]
+
+
 def _absolute(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    keep = ("image", "label")
-    return [{k: str(Path(item[k]).resolve()) for k in keep if k in item} for item in items]
+    """Datalist items with absolute ``image``/``label`` paths and, where known, ``pixel_spacing_mm`` (for
+    head-circumference errors in mm); nothing else of the source's items is passed on."""
+    out = []
+    for item in items:
+        entry = {k: str(Path(item[k]).resolve()) for k in ("image", "label") if k in item}
+        spacing = _pixel_spacing(item)
+        if spacing is not None:
+            entry["pixel_spacing_mm"] = spacing
+        out.append(entry)
+    return out
 
 
 def _simulate(out: Path, preset: str, num: int, seed: int, size: int) -> list[dict[str, Any]]:

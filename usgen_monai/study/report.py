@@ -22,6 +22,7 @@ def summarize(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (anatomy, arm, num_labeled), cells in sorted(groups.items()):
         dice = [float(c["dice"]) for c in cells if "dice" in c]
+        hc = [float(c["hc_abs_error_mm"]) for c in cells if c.get("hc_abs_error_mm") is not None]
         rows.append(
             {
                 "anatomy": anatomy,
@@ -32,6 +33,8 @@ def summarize(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "num_seeds": len(dice),
                 "num_failed": len(cells) - len(dice),
                 "iterations": sorted({int(c["iterations"]) for c in cells if "iterations" in c}),
+                "hc_abs_error_mm_mean": statistics.fmean(hc) if hc else None,
+                "hc_abs_error_mm_sd": statistics.stdev(hc) if len(hc) > 1 else None,
             }
         )
     return rows
@@ -148,8 +151,9 @@ def write_report(
     if machine:
         lines += [f"Machine: {machine}", ""]
     budget = (
-        f"every arm of a cell trains for {settings['segmenter_iterations']} labelled batches of 4 at "
-        f"{settings['image_size']} x {settings['image_size']} (the MGCC arms also see 4 unlabelled images per batch); "
+        f"every arm of a cell trains for {settings['segmenter_iterations']} batches of 4 (MGCC arms at "
+        f"{settings['image_size']} x {settings['image_size']}, with 4 unlabelled images besides each labelled batch; "
+        "SAM arms at the SAM configuration's input size, half of each batch synthetic in `sam_csg`); "
         f"generators: {settings['generator_iterations']} ControlNet iterations, {settings['num_synthetic']} pairs"
     )
     lines += [
@@ -159,7 +163,8 @@ def write_report(
         "- The test set of each anatomy is held out from everything (generators, context banks, segmenters). "
         "Validation (model selection) uses the cell's own labelled pairs only.",
         "- Which data trained which model: each segmenter sees its cell's N labelled pairs; `mgcc_real` also the "
-        "images (no masks) of the unlabelled pool; `mgcc_csg` the images its cell's generator wrote. Each cell's "
+        "images (no masks) of the unlabelled pool; `mgcc_csg` the images its cell's generator wrote, `sam_csg` its "
+        "pairs. SAM is the small configuration trained from scratch (no published checkpoint). Each cell's "
         "generator learns its mask branch (a new ControlNet) from that cell's N pairs alone, its masks are those N "
         "masks and its context bank those N images; it keeps the CSG bundle's shipped autoencoder, base denoiser "
         "and speckle refiner, which were trained on simulator images of all presets (not on the test images).",
@@ -181,7 +186,20 @@ def write_report(
                 cells.append(_format(row) if row else "")
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
         lines += ["", f"![Dice against labelled pairs, {anatomy}]({figures[anatomy]})", ""]
-        best_baseline = {}
+        hc_rows = [r for r in rows if r["anatomy"] == anatomy and r["hc_abs_error_mm_mean"] is not None]
+        if hc_rows:
+            lines += [
+                "Head-circumference error (ellipse fitted to the mask, as HC18 measures it), mean absolute mm, "
+                "mean ± sd over seeds:",
+                "",
+                "| labelled pairs | arm | HC error (mm) |",
+                "|---|---|---|",
+            ]
+            for r in hc_rows:
+                sd = f" ± {r['hc_abs_error_mm_sd']:.1f}" if r["hc_abs_error_mm_sd"] is not None else ""
+                lines.append(f"| {r['num_labeled']} | {r['arm']} | {r['hc_abs_error_mm_mean']:.1f}{sd} |")
+            lines.append("")
+        best_baseline, sam_gain = {}, {}
         for n in sizes:
             values = {
                 r["arm"]: r["dice_mean"]
@@ -191,9 +209,14 @@ def write_report(
             baselines = [values[a] for a in ("unet", "supervised", "strong_augmentation") if a in values]
             if baselines and "mgcc_csg" in values:
                 best_baseline[n] = values["mgcc_csg"] - max(baselines)
+            if "sam_real" in values and "sam_csg" in values:
+                sam_gain[n] = values["sam_csg"] - values["sam_real"]
         if best_baseline:
             gains = ", ".join(f"N = {n}: {100 * g:+.1f}" for n, g in best_baseline.items())
             lines += [f"Synthetic unlabelled images (`mgcc_csg`) against the best baseline without them, Dice points: {gains}.", ""]
+        if sam_gain:
+            gains = ", ".join(f"N = {n}: {100 * g:+.1f}" for n, g in sam_gain.items())
+            lines += [f"Synthetic pairs for SAM (`sam_csg` against `sam_real`), Dice points: {gains}.", ""]
     if generators:
         lines += [
             "## Generators",
