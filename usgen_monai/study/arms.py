@@ -186,6 +186,9 @@ def _mgcc_arm(overlays: tuple[str, ...], overrides: Callable[[StudyContext, Cell
                 "max_epochs": epochs,
                 "val_interval": max(1, epochs // 10),
                 "seed": cell.seed,
+                # lateral flips only: depth is not symmetric in ultrasound (shadows fall below what casts them)
+                "vertical_flip_prob": 0.0,
+                "rotate90_prob": 0.0,
                 **overrides(context, cell),
             },
             folder / "train.log",
