@@ -295,7 +295,7 @@ class UltrasoundSegWriterOperator(Operator):
             try:
                 spatial = list(item.pred.shape[1:])
                 paths, fmt, _ = self.writer(
-                    item.pred, source=item.source, stem=SegmentationInference._stem(item.source, used)
+                    item.pred, source=item.source, stem=SegmentationInference.output_stem(item.source, used)
                 )
             except Exception as error:  # noqa: BLE001
                 self.report.fail(item.source, error, "write")

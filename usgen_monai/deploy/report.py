@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from usgen_monai.engines.segmentation_inference import InferenceSummary, _reason
+from usgen_monai.engines.segmentation_inference import InferenceSummary, failure_reason
 from usgen_monai.utils import write_json_atomic
 
 __all__ = ["SUMMARY_NAME", "RunReport"]
@@ -54,7 +54,7 @@ class RunReport:
 
     def fail(self, source: str | os.PathLike, error: BaseException | str, stage: str) -> None:
         """Record that ``source`` was skipped at ``stage`` (``"load"``, ``"select"``, ``"preprocess"``, ...)."""
-        reason = error if isinstance(error, str) else _reason(error)
+        reason = error if isinstance(error, str) else failure_reason(error)
         with self._lock:
             self.summary.failed.append({"input": os.fspath(source), "stage": stage, "reason": reason})
         logger.warning(f"skipped {source}: {reason}")

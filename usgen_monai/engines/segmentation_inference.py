@@ -56,6 +56,7 @@ __all__ = [
     "MaskWriter",
     "ResizeInferer",
     "SegmentationInference",
+    "failure_reason",
     "inference_inputs",
 ]
 
@@ -415,7 +416,7 @@ class InferenceSummary:
         }
 
 
-def _reason(error: BaseException) -> str:
+def failure_reason(error: BaseException) -> str:
     """The first line of the innermost cause's message (MONAI wraps a transform's error in ``RuntimeError: applying
     transform ...`` and appends every reader's traceback to "cannot find a suitable reader"), at most 300 characters;
     the whole traceback is logged at debug level."""
@@ -528,7 +529,9 @@ class SegmentationInference:
         return self.postprocessing(data) if self.postprocessing is not None else data
 
     @staticmethod
-    def _stem(path: str, used: set[str]) -> str:
+    def output_stem(path: str, used: set[str]) -> str:
+        """The output file stem of input ``path``: its name without extension(s), with ``_2``, ``_3``, ... when
+        ``used`` (updated) already holds it."""
         from usgen_monai.data import ultrasound_name_formatter
 
         stem = ultrasound_name_formatter({"filename_or_obj": path}, None)["subject"]
@@ -553,7 +556,7 @@ class SegmentationInference:
             "frames": int(spatial[2]) if len(spatial) > 2 else 1,
         }
         if self.writer is not None:
-            stem = self._stem(source, used) if not self.item_stems else self._stem(source, set()) + f"_item{index}"
+            stem = self.output_stem(source, used) if not self.item_stems else self.output_stem(source, set()) + f"_item{index}"
             paths, fmt, note = self.writer(pred, source=source, stem=stem)
             record.update(outputs=[str(p) for p in paths], format=fmt)
             if note:
@@ -561,7 +564,7 @@ class SegmentationInference:
         return record
 
     def _fail(self, summary: InferenceSummary, source: str, error: BaseException, index: int = 0) -> None:
-        reason = _reason(error)
+        reason = failure_reason(error)
         logger.warning(f"skipped {source}: {reason}")
         logger.debug(f"{source} failed", exc_info=error)
         summary.failed.append({"input": source, "item": int(index), "reason": reason})
