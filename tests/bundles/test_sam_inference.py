@@ -274,7 +274,7 @@ def test_train_and_inference_define_the_same_network():
 
 def test_metadata_and_ids_follow_the_model_zoo():
     meta = _config("metadata.json")
-    assert meta["version"] == "0.1.0" and "0.1.0" in meta["changelog"]
+    assert meta["version"] == next(iter(meta["changelog"])) and "0.1.0" in meta["changelog"]  # newest entry first
     inputs = meta["network_data_format"]["inputs"]
     assert set(inputs) == {"image", "boxes", "points"} and list(meta["network_data_format"]["outputs"]) == ["pred"]
     for fmt in (inputs["image"], meta["network_data_format"]["outputs"]["pred"]):
