@@ -128,7 +128,7 @@ def _simulated(folder: Path) -> dict[str, np.ndarray]:
     r = SIM_REGION
 
     def frame(seed: int) -> tuple[np.ndarray, np.ndarray]:
-        sample = sim.sample(seed)
+        sample = sim.sample(seed, finding=("benign", "malignant")[seed % 2])  # a lesion in every frame
         pixels, mask = np.zeros((320, 300), np.uint8), np.zeros((320, 300), np.uint8)
         pixels[r.y0 : r.y1 + 1, r.x0 : r.x1 + 1] = np.clip(np.round(sample.image * 255), 0, 255).astype(np.uint8)
         mask[r.y0 : r.y1 + 1, r.x0 : r.x1 + 1] = sample.mask > 0
@@ -332,18 +332,17 @@ def test_the_app_refuses_an_empty_input_folder(tmp_path, bundle):
 
 # ------------------------------------------------------------------------------------------- trained weights
 
-#: the mean Dice the trained weights must reach on the simulated breast images (``sim_*``)
-MIN_MEAN_DICE = 0.6
+#: the mean Dice the shipped weights must reach on the 8 simulated breast lesion frames (``sim_*``): they scored 0.62
+#: here (0.70 on 71 held-out lesions in the bundle docs); the floor catches a broken pipeline or untrained weights
+#: (random weights: about 0.1), not the frame-to-frame spread (0.20 to 0.95)
+MIN_MEAN_DICE = 0.45
 
 
-@pytest.mark.skipif(
-    _trained_weights() is None,
-    reason=f"no trained MGCC weights yet (bundles/mgcc/models/model.pt or model.ts; or set ${WEIGHTS_ENV})",
-)
 def test_dice_against_the_simulators_ground_truth(run, inputs):
     """The SEGs of the simulated breast images (MONOCHROME2 and RGB images and a YBR_FULL_422 JPEG cine, each inside
     a larger frame with a Sequence of Ultrasound Regions and burned-in text) against the simulator's masks, on the
     files' own grids."""
+    assert _trained_weights() is not None, f"the shipped MGCC weights are missing (bundles/mgcc/models/model.pt; or set ${WEIGHTS_ENV})"
     folder, truth = inputs
     _, out, _ = run
     dices = {}

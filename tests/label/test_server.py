@@ -38,7 +38,7 @@ from usgen_monai.label.environment import prepare_app, server_command, server_en
 
 #: Dice the trained bundles must reach against the simulator's masks (gated on trained weights): MGCC on average
 #: over the three studies (each mask non-empty), SAM with a box
-MGCC_MIN_MEAN_DICE = 0.5
+MGCC_MIN_MEAN_DICE = 0.5  # the shipped 0.2.0 weights: 0.95, 0.95, 0.93 on these three studies
 SAM_BOX_MIN_DICE = 0.6
 # the shipped SAM demo weights were trained with box prompts only: one foreground click on this study gave Dice 0.18
 # (boxes: 0.8-0.9). The floor checks that a click yields a mask around it, not a good one; raise it when the weights
@@ -199,11 +199,11 @@ def test_mgcc_segments_each_kind_of_study(server, study, fmt):
     assert meta["format"] == fmt and mask.shape == truth.shape and mask.dtype == np.uint8, (meta, mask.shape)
     assert set(np.unique(mask)) <= {0, 1}, np.unique(mask)
     assert meta["shape"] == [truth.shape[1], truth.shape[0]]
-    if server.trained["mgcc"]:
-        assert mask.any(), f"{study}: empty mask"
-        score = dice(mask, truth)
-        server.mgcc_dice[study] = score
-        print(f"mgcc {study}: Dice {score:.3f}")
+    assert server.trained["mgcc"], "the shipped mgcc weights (bundles/mgcc/models/model.pt) are missing"
+    assert mask.any(), f"{study}: empty mask"
+    score = dice(mask, truth)
+    server.mgcc_dice[study] = score
+    print(f"mgcc {study}: Dice {score:.3f}")
 
 
 def test_mgcc_segments_every_frame_of_a_colour_cine(server):
@@ -222,9 +222,7 @@ def test_mgcc_segments_every_frame_of_a_colour_cine(server):
 
 
 def test_mgcc_mean_dice(server):
-    if not server.trained["mgcc"]:  # gated, not skipped: .ci/label.sh fails on skips
-        print("no trained MGCC weights (bundles/mgcc/models/model.pt): Dice not checked")
-        return
+    assert server.trained["mgcc"], "the shipped mgcc weights (bundles/mgcc/models/model.pt) are missing"
     assert len(server.mgcc_dice) == 3, server.mgcc_dice
     mean = float(np.mean(list(server.mgcc_dice.values())))
     _record(server, "mgcc_dice", mean, list(server.mgcc_dice.values()))
@@ -292,8 +290,7 @@ def test_sam_clicks(server):
     assert code == 200, meta3d
     code, auto, _, _ = server.infer("sam", "us_png")  # no prompt: the box of the MGCC bundle's mask
     assert code == 200 or (code == 422 and "prompt" in auto), auto
-    if server.trained["mgcc"]:
-        assert code == 200 and len(auto["prompts"]["roi"]) == 4, auto
+    assert code == 200 and len(auto["prompts"]["roi"]) == 4, auto  # the shipped MGCC weights found the lesion
     assert server.trained["sam"], "the shipped sam weights (bundles/sam/models/model.pt) are missing"
     score = dice(mask, study.mask)
     print(f"sam clicks us_png: Dice {score:.3f}")
