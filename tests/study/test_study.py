@@ -147,9 +147,12 @@ def test_study_command_on_user_folders(tmp_path, layout, preset, arms, capsys):
         assert "hc_abs_error_mm" in sam or sam["dice"] == 0.0
 
 
-def test_study_command_errors(tmp_path):
+def test_study_command_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["study", "--out", str(tmp_path), "--dataset-dir", str(tmp_path)])  # no --anatomy
     assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:  # a missing data set: a usage error naming it, not a traceback
+        main(["study", "--out", str(tmp_path / "o"), "--dataset-dir", str(tmp_path / "nothing"), "--anatomy", "breast"])
+    assert e.value.code == 2 and "nothing" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown arm"):
         run_study(tmp_path / "x", StudySettings(anatomies=("breast",), **{**TINY, "arms": ("sam_magic",)}))

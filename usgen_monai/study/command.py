@@ -169,10 +169,13 @@ def run_study_command(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CommandError(str(e)) from None
     command = getattr(args, "command_line", "") or "usgen-monai study " + shlex.join(sys.argv[1:])
-    document = run_study(
-        args.out, settings, dataset_dir=args.dataset_dir, layout=args.layout, bundles_dir=args.bundles_dir,
-        command=command,
-    )
+    try:
+        document = run_study(
+            args.out, settings, dataset_dir=args.dataset_dir, layout=args.layout, bundles_dir=args.bundles_dir,
+            command=command,
+        )
+    except (ValueError, FileNotFoundError) as e:  # the data set or the settings; a failing cell is caught per cell
+        raise CommandError(str(e)) from None
     failed = document["failures"]
     print(
         f"study: {len(document['cells'])} cell(s), {len(failed)} failed; report {Path(args.out) / 'report.md'}",
