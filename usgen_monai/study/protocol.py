@@ -171,29 +171,22 @@ def _simulate(out: Path, preset: str, num: int, seed: int, size: int) -> list[di
 
 
 def _with_binary_masks(items: Sequence[Mapping[str, Any]], layout: str, folder: Path) -> list[dict[str, Any]]:
-    """The items with each mask written as one 0/1 PNG (BUSI's several masks of an image merged, HC18 outlines
-    filled), so every bundle reads the same masks from a plain datalist."""
+    """The items with each mask written as one 0/1 PNG, loaded as the bundles load the layout
+    (:py:func:`usgen_monai.data.load_transforms`: BUSI's several masks of an image merged, HC18 outlines filled), so
+    every bundle reads the same masks from a plain datalist."""
     import numpy as np
 
-    from usgen_monai.data.image_files import read_label_values
+    from usgen_monai.data import load_transforms
     from usgen_monai.data.image_writers import write_png
-    from usgen_monai.data.simulator import UNIFIED_CLASSES
-    from usgen_monai.transforms.masks import FillOutline
 
+    load_label = load_transforms(layout, keys=("image", "label"), binarize=True)
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for k, item in enumerate(items):
         target = folder / f"{k:05d}_{Path(item['image']).stem}_mask.png"
         if not target.is_file():
-            labels = item["label"] if isinstance(item["label"], (list, tuple)) else [item["label"]]
-            merged = None
-            for label in labels:
-                values, _ = read_label_values(label, len(UNIFIED_CLASSES))
-                merged = values if merged is None else np.maximum(merged, values)
-            merged = (merged > 0).astype(np.uint8)
-            if layout == "hc18":  # HC18 annotations are head outlines
-                merged = FillOutline()(merged[None])[0].astype(np.uint8)
-            write_png(target, merged)
+            label = np.asarray(load_label({"label": item["label"]})["label"])[0]
+            write_png(target, (label > 0).astype(np.uint8).T)  # MONAI's (column, row) axes back to the file's
         out.append({**item, "label": str(target)})
     return out
 
