@@ -24,8 +24,8 @@ from usgen_monai.study import (
 )
 
 TINY = dict(
-    labeled_sizes=(4,), seeds=(0,), image_size=64, segmenter_iterations=2, generator_iterations=1, num_synthetic=2,
-    num_test=4, num_labeled_pool=6, num_unlabeled_pool=4, in_process=True,
+    labeled_sizes=(4,), seeds=(0,), image_size=64, segmenter_iterations=2, generator_iterations=1, num_synthetic=4,
+    num_test=4, num_labeled_pool=6, num_unlabeled_pool=8, in_process=True,
 )  # fmt: skip
 
 
@@ -36,7 +36,7 @@ def _images(items):
 def test_simulator_split_is_recorded_disjoint_and_reread(tmp_path):
     settings = StudySettings(anatomies=("breast",), **TINY)
     data = prepare_study_data(tmp_path, settings)["breast"]
-    assert (len(data.test), len(data.labeled_pool), len(data.unlabeled_pool)) == (4, 6, 4)
+    assert (len(data.test), len(data.labeled_pool), len(data.unlabeled_pool)) == (4, 6, 8)
     assert not _images(data.test) & (_images(data.labeled_pool) | _images(data.unlabeled_pool))
     assert not _images(data.labeled_pool) & _images(data.unlabeled_pool)
     # the three parts come from different simulator seeds: no image is repeated across them
@@ -117,8 +117,16 @@ def test_study_on_the_simulator_end_to_end_and_resumes(tmp_path, monkeypatch):
         assert 0.0 <= cell["dice"] <= 1.0 and cell["iterations"] == 2
     (generator,) = document["generators"]
     synthetic = json.loads(Path(generator["datalist"]).read_text())
-    assert synthetic["synthetic"] is True and len(synthetic["training"]) == 2
+    assert synthetic["synthetic"] is True and len(synthetic["training"]) == 4
+    (quality,) = document["generator_quality"]
+    assert 0.0 <= quality["c2st_auc"] <= 1.0 and 0.0 <= quality["c2st_real_vs_real_auc"] <= 1.0
+    assert quality["c2st_images_per_set"] == 4 and quality["high_frequency_ratio"] > 0
+    assert quality["mask_consistency_images"] + quality["empty_conditioning_masks"] == 4
+    assert 0.0 <= quality["mask_consistency_dice_real"] <= 1.0
+    (summary,) = document["quality_summary"]
+    assert summary["c2st_auc_mean"] == pytest.approx(quality["c2st_auc"])
     report = (tmp_path / "report.md").read_text()
+    assert "## Generator fidelity" in report and "Wall time of this run" in report
     assert "| 4 |" in report and "mgcc_csg" in report and "held out from everything" in report
     assert (tmp_path / "dice_breast.png").is_file() and (tmp_path / "samples_breast.png").is_file()
     # a second run trains nothing: every finished cell is read back
@@ -127,6 +135,23 @@ def test_study_on_the_simulator_end_to_end_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(arms, "run_bundle", lambda *a, **k: pytest.fail("a finished cell was run again"))
     again = run_study(tmp_path, settings, progress=False)
     assert [c["dice"] for c in again["cells"]] == [c["dice"] for c in document["cells"]]
+
+
+def test_study_workers_run_cell_groups_in_processes(tmp_path):
+    settings = StudySettings(anatomies=("breast",), **{**TINY, "seeds": (0, 1), "arms": ("supervised",), "workers": 2})
+    document = run_study(tmp_path, settings, progress=False)
+    assert [(c["seed"], c["arm"]) for c in document["cells"]] == [(0, "supervised"), (1, "supervised")]
+    assert not document["failures"] and all(0.0 <= c["dice"] <= 1.0 for c in document["cells"])
+    sequential = run_study(tmp_path, StudySettings(anatomies=("breast",), **{**TINY, "seeds": (0, 1),
+                                                   "arms": ("supervised",)}), progress=False)  # fmt: skip
+    assert [c["dice"] for c in sequential["cells"]] == [c["dice"] for c in document["cells"]]  # read back
+
+
+def test_quick_settings_are_the_documented_ones():
+    quick = StudySettings.quick()
+    assert quick.labeled_sizes == (8, 16) and quick.anatomies == ("breast", "fetal_head")
+    assert {"supervised", "strong_augmentation", "mgcc_csg", "sam_real", "sam_csg"} == set(quick.arms)
+    assert (quick.image_size, quick.simulator_image_size, quick.in_process) == (64, 128, True)
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ from usgen_monai.study.protocol import (
 from usgen_monai.study.runner import Cell, run_bundle, run_cell
 from usgen_monai.utils import write_json_atomic
 
-__all__ = ["ARMS", "GENERATOR_ARM", "StudyContext", "default_bundles_dir", "run_arm", "run_generator"]
+__all__ = ["ARMS", "GENERATOR_ARM", "StudyContext", "default_bundles_dir", "run_arm", "run_generator", "run_quality"]
 
 GENERATOR_ARM = "csg"
 LABELED_BATCH_SIZE = 4
@@ -80,6 +80,17 @@ def _epochs(iterations: int, items: int, batch_size: int) -> int:
     return max(1, math.ceil(iterations / max(1, math.ceil(items / batch_size))))
 
 
+def _optimizer_override(settings: StudySettings) -> dict[str, Any]:
+    """The MGCC bundle arms' optimizer: the bundle's SGD, or Adam (``--train#optimizer``, as its docs show)."""
+    if settings.segmenter_optimizer == "sgd":
+        return {}
+    if settings.segmenter_optimizer != "adam":
+        raise ValueError(f"segmenter_optimizer must be 'adam' or 'sgd', got {settings.segmenter_optimizer!r}.")
+    adam = {"_target_": "torch.optim.Adam", "params": "$@network.parameters()",
+            "lr": settings.segmenter_learning_rate, "weight_decay": 1e-4}  # fmt: skip
+    return {"train#optimizer": adam}
+
+
 def _read_metrics(path: Path) -> dict[str, float]:
     metrics = json.loads(path.read_text(encoding="utf-8"))["metrics"]
     return {k: float(v) for k, v in metrics.items()}
@@ -104,6 +115,7 @@ def run_generator(context: StudyContext, anatomy: str, num_labeled: int, seed: i
                 shutil.copyfile(source, target)
         csg = context.bundles_dir / "csg"
         common = context.config("csg", "common.json")
+        generator_epochs = _epochs(settings.generator_iterations, num_labeled, GENERATOR_BATCH_SIZE)
         train_seconds = run_bundle(
             [common, context.config("csg", "train_diffusion.json")],
             {
@@ -120,7 +132,8 @@ def run_generator(context: StudyContext, anatomy: str, num_labeled: int, seed: i
                 "ckpt_dir": str(folder / "models"),
                 "autoencoder_path": str(csg / "models" / "autoencoder.pt"),
                 "output_dir": str(folder / "runs"),
-                "max_epochs": _epochs(settings.generator_iterations, num_labeled, GENERATOR_BATCH_SIZE),
+                "max_epochs": generator_epochs,
+                "val_interval": max(1, generator_epochs // 5),
                 "seed": seed,
             },
             folder / "train.log",
@@ -185,7 +198,9 @@ def _mgcc_arm(overlays: tuple[str, ...], overrides: Callable[[StudyContext, Cell
                 "output_dir": str(folder / "runs"),
                 "max_epochs": epochs,
                 "val_interval": max(1, epochs // 10),
+                "checkpoint_interval": max(1, epochs // 10),
                 "seed": cell.seed,
+                **_optimizer_override(settings),
                 # lateral flips only: depth is not symmetric in ultrasound (shadows fall below what casts them)
                 "vertical_flip_prob": 0.0,
                 "rotate90_prob": 0.0,
@@ -266,7 +281,9 @@ def _sam_arm(with_synthetic: bool):
                 "batch_size": LABELED_BATCH_SIZE,
                 "max_epochs": epochs,
                 "val_interval": max(1, epochs // 10),
+                "checkpoint_interval": max(1, epochs // 10),
                 "seed": cell.seed,
+                **({"learning_rate": settings.sam_learning_rate} if settings.sam_learning_rate else {}),
             },
             folder / "train.log",
             settings.num_threads,
@@ -322,3 +339,21 @@ def run_arm(context: StudyContext, cell: Cell) -> dict[str, Any]:
         raise ValueError(f"unknown arm {cell.arm!r}; arms are {sorted(ARMS)}.")
     run = ARMS[cell.arm][2]
     return run_cell(cell, context.out, lambda folder: run(context, cell, folder))
+
+
+def run_quality(context: StudyContext, anatomy: str, num_labeled: int, seed: int) -> dict[str, Any] | None:
+    """The C2ST, texture and mask-consistency measurements of a cell's generator
+    (:py:func:`usgen_monai.study.quality.generator_quality`), or ``None`` when no arm of the cell needed one."""
+    from usgen_monai.study.quality import QUALITY_ARM, generator_quality
+
+    result = Cell(anatomy, num_labeled, seed, GENERATOR_ARM).folder(context.out) / "result.json"
+    if not result.is_file():
+        return None
+    return generator_quality(
+        context.out,
+        context.data[anatomy],
+        json.loads(result.read_text(encoding="utf-8")),
+        Cell(anatomy, num_labeled, seed, QUALITY_ARM),
+        context.bundles_dir,
+        context.settings.image_size,
+    )

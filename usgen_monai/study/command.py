@@ -20,6 +20,7 @@ import os
 import platform
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,8 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labeled-sizes", type=_int_list, default=None, help="labelled-set sizes, e.g. 8,16,32")
     parser.add_argument("--seeds", type=_int_list, default=None, help="seeds, e.g. 0,1,2")
     parser.add_argument("--arms", type=_names, default=None, help="arms to run (default: all)")
-    parser.add_argument("--image-size", type=int, default=None, help="segmenter input side")
+    parser.add_argument("--image-size", type=int, default=None, help="input side of the MGCC arms")
+    parser.add_argument("--simulator-image-size", type=int, default=None, help="side of the simulated images")
     parser.add_argument("--segmenter-iterations", type=int, default=None, help="labelled batches per segmenter")
     parser.add_argument("--generator-iterations", type=int, default=None, help="ControlNet iterations per generator")
     parser.add_argument("--num-synthetic", type=int, default=None, help="synthetic pairs per generator")
@@ -63,6 +65,14 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-unlabeled-pool", type=int, default=None, help="simulator unlabelled-pool images")
     parser.add_argument("--device", default="", help="device of every bundle run (default: each bundle's own)")
     parser.add_argument("--num-threads", type=int, default=1, help="OMP_NUM_THREADS of each bundle run")
+    parser.add_argument(
+        "--workers", type=int, default=None,
+        help="cells run in this many processes at once (default: 2 with --quick, else 1)",
+    )
+    parser.add_argument("--segmenter-optimizer", choices=("adam", "sgd"), default=None,
+                        help="optimizer of the MGCC bundle arms (default adam)")
+    parser.add_argument("--segmenter-learning-rate", type=float, default=None, help="their Adam learning rate")
+    parser.add_argument("--sam-learning-rate", type=float, default=None, help="the SAM arms' learning rate")
     parser.add_argument("--bundles-dir", default=None, help="folder holding the bundles (default: the repository's)")
     parser.add_argument(
         "--in-process", action="store_true", default=None,
@@ -79,6 +89,7 @@ def _settings(args: argparse.Namespace) -> Any:
         "seeds": args.seeds,
         "arms": args.arms,
         "image_size": args.image_size,
+        "simulator_image_size": args.simulator_image_size,
         "segmenter_iterations": args.segmenter_iterations,
         "generator_iterations": args.generator_iterations,
         "num_synthetic": args.num_synthetic,
@@ -88,6 +99,10 @@ def _settings(args: argparse.Namespace) -> Any:
         "device": args.device,
         "num_threads": args.num_threads,
         "in_process": args.in_process,
+        "workers": args.workers,
+        "segmenter_optimizer": args.segmenter_optimizer,
+        "segmenter_learning_rate": args.segmenter_learning_rate,
+        "sam_learning_rate": args.sam_learning_rate,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
     if args.dataset_dir and "anatomies" not in changes:
@@ -114,6 +129,7 @@ def run_study(
 
     from usgen_monai.study.arms import ARMS, GENERATOR_ARM, StudyContext, default_bundles_dir, run_arm
     from usgen_monai.study.protocol import prepare_study_data
+    from usgen_monai.study.quality import QUALITY_ARM
     from usgen_monai.study.report import write_report
     from usgen_monai.study.runner import Cell
 
@@ -122,6 +138,7 @@ def run_study(
         raise ValueError(f"unknown arm(s) {unknown}; arms are {sorted(ARMS)}.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
     data = prepare_study_data(out, settings, dataset_dir=dataset_dir, layout=layout)
     context = StudyContext(out, settings, data, Path(bundles_dir) if bundles_dir else default_bundles_dir())
     cells = [
@@ -131,21 +148,26 @@ def run_study(
         for seed in settings.seeds
         for arm in settings.arms
     ]
-    results = []
-    bar = tqdm(cells, desc="study cells", unit="cell", disable=not progress)
-    for cell in bar:
-        bar.set_postfix_str(cell.name)
-        results.append(run_arm(context, cell))
-    generators = []
+    if settings.workers > 1:
+        results = _run_cells_in_workers(context, cells, settings.workers, progress)
+    else:
+        by_cell: dict[Any, dict[str, Any]] = {}
+        bar = tqdm(total=len(cells), desc="study cells", unit="cell", disable=not progress)
+        for group in _cell_groups(cells).values():
+            by_cell.update(zip(group, _run_cell_group(context, group, on_cell=lambda c: bar.update())))
+        bar.close()
+        results = [by_cell[cell] for cell in cells]
+    generators, qualities = [], []
     for anatomy in settings.anatomies:
         for n in settings.labeled_sizes:
             for seed in settings.seeds:
-                result = Cell(anatomy, n, seed, GENERATOR_ARM).folder(out) / "result.json"
-                error = result.with_name("error.json")
-                if result.is_file():
-                    generators.append(json.loads(result.read_text(encoding="utf-8")))
-                elif error.is_file():
-                    generators.append(json.loads(error.read_text(encoding="utf-8")))
+                for arm, found in ((GENERATOR_ARM, generators), (QUALITY_ARM, qualities)):
+                    result = Cell(anatomy, n, seed, arm).folder(out) / "result.json"
+                    error = result.with_name("error.json")
+                    if result.is_file():
+                        found.append(json.loads(result.read_text(encoding="utf-8")))
+                    elif error.is_file():
+                        found.append(json.loads(error.read_text(encoding="utf-8")))
     machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}"
     machine += f", {os.cpu_count()} logical CPUs, device {settings.device or 'each bundle default'}"
     return write_report(
@@ -155,9 +177,74 @@ def run_study(
         {name: part.source for name, part in data.items()},
         {arm: ARMS[arm][1] for arm in settings.arms},
         generators=generators,
+        qualities=qualities,
+        seconds=time.perf_counter() - start,
         command=command,
         machine=machine,
     )
+
+
+def _start_worker(num_threads: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(num_threads)
+    import torch
+
+    torch.set_num_threads(num_threads)
+
+
+def _cell_groups(cells: list[Any]) -> dict[tuple[str, int, int], list[Any]]:
+    """The cells of one anatomy, N and seed: they share one generator, whose quality is measured after them."""
+    groups: dict[tuple[str, int, int], list[Any]] = {}
+    for cell in cells:
+        groups.setdefault((cell.anatomy, cell.num_labeled, cell.seed), []).append(cell)
+    return groups
+
+
+def _run_cell_group(context: Any, cells: list[Any], on_cell: Any = None) -> list[dict[str, Any]]:
+    from usgen_monai.study.arms import run_arm, run_quality
+
+    results = []
+    for cell in cells:
+        results.append(run_arm(context, cell))
+        if on_cell is not None:
+            on_cell(cell)
+    try:
+        run_quality(context, cells[0].anatomy, cells[0].num_labeled, cells[0].seed)
+    except Exception as e:  # noqa: BLE001 - generator_quality keeps its own error.json; never lose the arms
+        print(f"study: generator quality of {cells[0].name} failed: {e}", file=sys.stderr)
+    return results
+
+
+def _run_cells_in_workers(context: Any, cells: list[Any], workers: int, progress: bool) -> list[dict[str, Any]]:
+    """Run ``cells`` in ``workers`` processes; the cells of one anatomy, N and seed (one generator) share a worker,
+    the groups of larger N start first (they take longest)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm import tqdm
+
+    groups = _cell_groups(cells)
+    order = sorted(groups, key=lambda key: -key[1])
+    by_cell: dict[Any, dict[str, Any]] = {}
+    bar = tqdm(total=len(cells), desc=f"study cells ({workers} workers)", unit="cell", disable=not progress)
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),  # no fork of a process holding torch's thread pools
+        initializer=_start_worker,
+        initargs=(context.settings.num_threads,),
+    ) as pool:
+        futures = {pool.submit(_run_cell_group, context, groups[key]): key for key in order}
+        for future in as_completed(futures):
+            key = futures[future]
+            group = groups[key]
+            try:
+                group_results = future.result()
+            except Exception as e:  # noqa: BLE001 - a worker that died takes only its group's cells
+                group_results = [{**c.to_dict(), "error": f"worker failed: {type(e).__name__}: {e}"} for c in group]
+            by_cell.update(zip(group, group_results))
+            bar.update(len(group))
+            bar.set_postfix_str(f"{key[0]}/n{key[1]:03d}/seed{key[2]} done")
+    bar.close()
+    return [by_cell[cell] for cell in cells]
 
 
 def run_study_command(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ With no data set the built-in simulator writes each anatomy's three parts from d
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from collections.abc import Mapping, Sequence
@@ -45,8 +46,16 @@ class StudySettings:
         labeled_sizes: the N of the comparisons.
         seeds: one labelled draw and one training seed per entry.
         arms: segmentation arms (see :py:data:`usgen_monai.study.arms.ARMS`).
-        image_size: side of the segmenters' input (images are resized to it).
+        image_size: side of the MGCC arms' input (images are resized to it; Dice is measured on each test image's
+            own grid); the SAM arms use their configuration's input size.
+        simulator_image_size: side of the simulated images (``None``: ``image_size``); the generators learn and
+            write at this size.
         segmenter_iterations: labelled batches per segmenter training, the same for every arm (the budget).
+        segmenter_optimizer: ``adam`` (lr ``segmenter_learning_rate``, weight decay 1e-4) or ``sgd`` (the MGCC
+            bundle's default, the paper's SGD with momentum 0.9 at lr 0.01) for the MGCC bundle arms; with a few
+            hundred batches SGD at the paper's rate does not leave the all-foreground start (Dice 0.11 on breast).
+        segmenter_learning_rate: Adam learning rate of the MGCC bundle arms.
+        sam_learning_rate: Adam learning rate of the SAM arms (``None``: the SAM bundle's ``auto``).
         generator_iterations: ControlNet fine-tuning iterations of a cell's generator.
         num_synthetic: pairs the cell's generator writes.
         num_test, num_labeled_pool, num_unlabeled_pool: simulator images per part (a user's data set is split
@@ -56,6 +65,8 @@ class StudySettings:
         num_threads: intra-op threads of each bundle run (``OMP_NUM_THREADS``).
         device: ``cpu``, ``cuda:0``, ... passed to every bundle run (``""``: each bundle's default).
         in_process: run the bundles in this process (``monai.bundle.run``) instead of one process per run.
+        workers: cells run in this many processes at once (the cells of one anatomy, N and seed, which share a
+            generator, stay in one worker); each bundle run uses ``num_threads`` threads.
     """
 
     anatomies: tuple[str, ...] = ("breast", "fetal_head")
@@ -65,7 +76,11 @@ class StudySettings:
         "unet", "supervised", "strong_augmentation", "mgcc_real", "mgcc_csg", "sam_real", "sam_csg",
     )  # fmt: skip
     image_size: int = 256
+    simulator_image_size: int | None = None
     segmenter_iterations: int = 2000
+    segmenter_optimizer: str = "adam"
+    segmenter_learning_rate: float = 1e-3
+    sam_learning_rate: float | None = None
     generator_iterations: int = 400
     num_synthetic: int = 200
     num_test: int = 100
@@ -76,22 +91,31 @@ class StudySettings:
     num_threads: int = 1
     device: str = ""
     in_process: bool = False
+    workers: int = 1
 
     @classmethod
     def quick(cls, **changes: Any) -> StudySettings:
-        """The ``--quick`` study: two anatomies, N = 8 and 16, two seeds, 128 x 128, short trainings, bundles run in
-        this process (aimed at 30 minutes on 2 CPU cores; not yet measured end to end)."""
+        """The ``--quick`` study, sized to finish in under 30 minutes on 2 CPU cores (measured in ``docs/study``):
+        two anatomies, N = 8 and 16, two seeds, the arms that answer the question (the same-budget baseline, the
+        strong-augmentation baseline, MGCC with synthetic unlabelled images, SAM with and without synthetic pairs),
+        simulated images of 128 x 128 with segmenters at 64 x 64, 300 batches each, two workers."""
         quick = cls(
             labeled_sizes=(8, 16),
             seeds=(0, 1),
-            image_size=128,
-            segmenter_iterations=150,
-            generator_iterations=60,
-            num_synthetic=48,
+            arms=("supervised", "strong_augmentation", "mgcc_csg", "sam_real", "sam_csg"),
+            image_size=64,
+            simulator_image_size=128,
+            segmenter_iterations=300,
+            # Adam at 1e-3 needs ~150 of the 300 batches to leave MGCCNet's all-foreground start, 3e-3 about 100
+            segmenter_learning_rate=3e-3,
+            sam_learning_rate=1e-3,  # 2e-4 (the bundle's rate from scratch): breast Dice 0.35 after 300 batches; 1e-3: 0.41
+            generator_iterations=40,
+            num_synthetic=32,
             num_test=40,
             num_labeled_pool=16,
             num_unlabeled_pool=48,
-            in_process=True,  # a new process per bundle run costs ~20 s of imports, a third of a quick cell
+            in_process=True,  # a new process per bundle run costs ~20 s of imports
+            workers=max(1, min(2, os.cpu_count() or 1)),
         )
         return replace(quick, **changes)
 
@@ -221,19 +245,16 @@ def prepare_study_data(
         return data
     data: dict[str, AnatomyData] = {}
     if dataset_dir is None:
+        size = settings.simulator_image_size or settings.image_size
         for k, preset in enumerate(settings.anatomies):
             base = out / "data" / preset
             seed = settings.split_seed + 10 * k
             data[preset] = AnatomyData(
                 anatomy=preset,
                 source=f"{SIMULATOR} preset {preset}",
-                test=_simulate(base / "test", preset, settings.num_test, seed, settings.image_size),
-                labeled_pool=_simulate(
-                    base / "labeled_pool", preset, settings.num_labeled_pool, seed + 1, settings.image_size
-                ),
-                unlabeled_pool=_simulate(
-                    base / "unlabeled_pool", preset, settings.num_unlabeled_pool, seed + 2, settings.image_size
-                ),
+                test=_simulate(base / "test", preset, settings.num_test, seed, size),
+                labeled_pool=_simulate(base / "labeled_pool", preset, settings.num_labeled_pool, seed + 1, size),
+                unlabeled_pool=_simulate(base / "unlabeled_pool", preset, settings.num_unlabeled_pool, seed + 2, size),
             )
     else:
         from usgen_monai.data import detect_layout, load_dataset, split_dataset

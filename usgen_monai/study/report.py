@@ -10,7 +10,7 @@ from typing import Any
 
 from usgen_monai.utils import write_json_atomic, write_text_atomic
 
-__all__ = ["plot_dice_against_labeled", "sample_grid", "summarize", "write_report"]
+__all__ = ["plot_dice_against_labeled", "sample_grid", "summarize", "summarize_quality", "write_report"]
 
 
 def summarize(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -38,6 +38,40 @@ def summarize(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+QUALITY_KEYS = (
+    "c2st_auc",
+    "c2st_real_vs_real_auc",
+    "high_frequency_ratio",
+    "mask_consistency_dice_generated",
+    "mask_consistency_dice_real",
+    "mask_consistency_ratio",
+)
+
+
+def summarize_quality(qualities: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sample standard deviation over seeds of each generator-fidelity measurement, per anatomy and N."""
+    groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
+    for q in qualities:
+        if "error" not in q:
+            groups.setdefault((q["anatomy"], int(q["num_labeled"])), []).append(q)
+    rows = []
+    for (anatomy, num_labeled), cells in sorted(groups.items()):
+        row: dict[str, Any] = {"anatomy": anatomy, "num_labeled": num_labeled, "num_seeds": len(cells)}
+        for key in QUALITY_KEYS:
+            values = [float(c[key]) for c in cells if c.get(key) is not None]
+            row[f"{key}_mean"] = statistics.fmean(values) if values else None
+            row[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else None
+        rows.append(row)
+    return rows
+
+
+def _mean_sd(row: Mapping[str, Any], key: str) -> str:
+    mean, sd = row.get(f"{key}_mean"), row.get(f"{key}_sd")
+    if mean is None:
+        return "n/a"
+    return f"{mean:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
 
 
 def _format(row: Mapping[str, Any]) -> str:
@@ -126,13 +160,15 @@ def write_report(
     generators: Sequence[Mapping[str, Any]] = (),
     command: str = "",
     machine: str = "",
+    qualities: Sequence[Mapping[str, Any]] = (),
+    seconds: float | None = None,
 ) -> dict[str, Any]:
     """Write ``out/results.json``, one figure per anatomy and ``out/report.md``; returns the results document."""
     out = Path(out)
     rows = summarize(results)
     anatomies = sorted({r["anatomy"] for r in rows})
     figures = {a: plot_dice_against_labeled(rows, a, out / f"dice_{a}.png").name for a in anatomies}
-    failures = [r for r in [*results, *generators] if "error" in r]
+    failures = [r for r in [*results, *generators, *qualities] if "error" in r]
     document = {
         "command": command,
         "machine": machine,
@@ -141,6 +177,8 @@ def write_report(
         "summary": rows,
         "cells": list(results),
         "generators": list(generators),
+        "generator_quality": list(qualities),
+        "quality_summary": summarize_quality(qualities),
         "failures": failures,
     }
     write_json_atomic(out / "results.json", document)
@@ -150,6 +188,8 @@ def write_report(
         lines += ["Command:", "", f"    {command}", ""]
     if machine:
         lines += [f"Machine: {machine}", ""]
+    if seconds is not None:
+        lines += [f"Wall time of this run: {seconds / 60:.1f} min (cells finished by an earlier run are read back).", ""]
     budget = (
         f"every arm of a cell trains for {settings['segmenter_iterations']} batches of 4 (MGCC arms at "
         f"{settings['image_size']} x {settings['image_size']}, with 4 unlabelled images besides each labelled batch; "
@@ -253,6 +293,31 @@ def write_report(
                 f"{first['seed']}]({grid.name})",
                 "",
             ]
+    quality_rows = document["quality_summary"]
+    if quality_rows:
+        lines += [
+            "## Generator fidelity",
+            "",
+            "Per cell generator, mean ± sd over seeds. C2ST: ROC AUC of a small CNN "
+            "(`usgen_monai.metrics.classifier_two_sample_test`, held-out folds) separating the generator's images "
+            "from real images of the unlabelled pool (0.5: indistinguishable; the real-vs-real column is the same "
+            "test between two halves of that pool, its noise floor). Texture: fine-texture (speckle) energy "
+            "generated / real (`high_frequency_energy`). Mask consistency: Dice of the cell's own `supervised` "
+            "segmenter on the generated images that contain the finding, against the masks that conditioned them, "
+            "and on the real test images; the ratio is the first over the second (1: the generated findings are as "
+            "recognisable as real ones).",
+            "",
+            "| anatomy | labelled pairs | C2ST AUC | real vs real | texture ratio | Dice generated | Dice real | ratio |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in quality_rows:
+            lines.append(
+                f"| {r['anatomy']} | {r['num_labeled']} | {_mean_sd(r, 'c2st_auc')} | "
+                f"{_mean_sd(r, 'c2st_real_vs_real_auc')} | {_mean_sd(r, 'high_frequency_ratio')} | "
+                f"{_mean_sd(r, 'mask_consistency_dice_generated')} | {_mean_sd(r, 'mask_consistency_dice_real')} | "
+                f"{_mean_sd(r, 'mask_consistency_ratio')} |"
+            )
+        lines.append("")
     if failures:
         lines += ["## Failed cells", ""]
         lines += [

@@ -52,13 +52,17 @@ def _run_in_process(config_files: Sequence[str | Path], overrides: Mapping[str, 
     handler = logging.FileHandler(log_path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
     root = logging.getLogger()
+    level = root.level
     root.addHandler(handler)
+    root.setLevel(logging.INFO)
     try:
-        run(config_file=[str(f) for f in config_files], **dict(overrides))
+        # the bundle's logging.conf would replace the root's handlers, and with them this run's log file
+        run(config_file=[str(f) for f in config_files], logging_file=False, **dict(overrides))
     except Exception as e:
         raise BundleRunError(f"{config_files[-1]} failed ({type(e).__name__}: {e}); log {log_path}") from e
     finally:
         root.removeHandler(handler)
+        root.setLevel(level)
         handler.close()
 
 
