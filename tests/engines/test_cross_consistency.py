@@ -174,6 +174,14 @@ def test_trainer_without_unlabeled_data_uses_the_labeled_images():
         _trainer(_loader(0, 2, labeled=False))
 
 
+def test_trainer_without_consistency_term_draws_no_unlabeled_batch():
+    trainer = _trainer(_loader(2, 2, labeled=False, size=32), max_epochs=2, consistency_weight=0.0)
+    trainer.run()  # the unlabelled images are of another size: drawn, they would raise
+    out = trainer.state.output[0]
+    assert trainer._unlabeled_pass == 0 and out["consistency_weight"] == 0.0
+    assert float(out["loss"]) == pytest.approx(float(out["supervised_loss"]))
+
+
 def test_trainer_rejects_mismatched_sizes():
     trainer = _trainer(_loader(2, 2, labeled=False, size=32))
     with pytest.raises(ValueError, match="differ in channels or size"):

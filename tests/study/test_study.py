@@ -126,7 +126,9 @@ def test_study_on_the_simulator_end_to_end_and_resumes(tmp_path, monkeypatch):
     (summary,) = document["quality_summary"]
     assert summary["c2st_auc_mean"] == pytest.approx(quality["c2st_auc"])
     report = (tmp_path / "report.md").read_text()
-    assert "## Generator fidelity" in report and "Wall time of this run" in report
+    assert "## Generator fidelity" in report and "result(s) computed" in report
+    assert "## Generator speed" in report and "s per generated pair" in report
+    assert (tmp_path / "generator_speed.png").is_file()  # from the committed CSG sampling benchmark
     assert "| 4 |" in report and "mgcc_csg" in report and "held out from everything" in report
     assert (tmp_path / "dice_breast.png").is_file() and (tmp_path / "samples_breast.png").is_file()
     # a second run trains nothing: every finished cell is read back
@@ -135,6 +137,8 @@ def test_study_on_the_simulator_end_to_end_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(arms, "run_bundle", lambda *a, **k: pytest.fail("a finished cell was run again"))
     again = run_study(tmp_path, settings, progress=False)
     assert [c["dice"] for c in again["cells"]] == [c["dice"] for c in document["cells"]]
+    runs = json.loads((tmp_path / "runs.json").read_text())
+    assert [r["results_computed"] for r in runs] == [len(ARMS) + 2, 0]  # the arms, the generator, its fidelity
 
 
 def test_study_workers_run_cell_groups_in_processes(tmp_path):
@@ -151,7 +155,7 @@ def test_quick_settings_are_the_documented_ones():
     quick = StudySettings.quick()
     assert quick.labeled_sizes == (8, 16) and quick.anatomies == ("breast", "fetal_head")
     assert {"supervised", "strong_augmentation", "mgcc_csg", "sam_real", "sam_csg"} == set(quick.arms)
-    assert (quick.image_size, quick.simulator_image_size, quick.in_process) == (64, 128, True)
+    assert (quick.image_size, quick.simulator_image_size, quick.in_process, quick.sam_architecture) == (64, 128, True, "tiny")
 
 
 @pytest.mark.parametrize(

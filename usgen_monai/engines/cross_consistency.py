@@ -356,7 +356,10 @@ class CrossConsistencyTrainer(SupervisedTrainer):
             kwargs: dict = {}
         else:
             inputs, targets, args, kwargs = batch
-        unlabeled = engine.next_unlabeled_batch()
+        weight = engine.current_consistency_weight()
+        # without a consistency term (a supervised baseline) the unlabelled batch would only cost time and shift the
+        # batch-norm statistics
+        unlabeled = engine.next_unlabeled_batch() if weight != 0.0 else None
         num_labeled = int(inputs.shape[0])
         if unlabeled is not None:
             extra = _images(unlabeled, engine.image_key, engine.state.device, engine.non_blocking)
@@ -366,7 +369,6 @@ class CrossConsistencyTrainer(SupervisedTrainer):
                     "in channels or size; resize both to the network's input size."
                 )
             inputs = torch.cat([inputs, extra.to(inputs.dtype)])
-        weight = engine.current_consistency_weight()
         engine.state.output = {Keys.IMAGE: inputs[:num_labeled], Keys.LABEL: targets}
 
         def _compute_pred_loss() -> None:

@@ -268,7 +268,7 @@ def _sam_arm(with_synthetic: bool):
         per_epoch = min(SAM_ITERATIONS_PER_EPOCH, settings.segmenter_iterations)
         epochs = max(1, math.ceil(settings.segmenter_iterations / per_epoch))
         shared = {**context.common_overrides(), "bundle_root": str(sam), "dataset_dir": str(datalist),
-                  "model_path": str(folder / "model.pt")}  # fmt: skip
+                  "model_path": str(folder / "model.pt"), "architecture": settings.sam_architecture}  # fmt: skip
         train_seconds = run_bundle(
             [train],
             {
@@ -328,8 +328,8 @@ ARMS: dict[str, tuple[str, str, Callable[[StudyContext, Cell, Path], dict[str, A
     ),
     "mgcc_real": ("mgcc", "MGCC, real unlabelled images", _mgcc_arm((), _real_unlabeled)),
     "mgcc_csg": ("mgcc", "MGCC, CSG synthetic unlabelled images", _mgcc_arm((), _synthetic_unlabeled)),
-    "sam_real": ("sam", "SAM (small), real pairs only, box prompts", _sam_arm(with_synthetic=False)),
-    "sam_csg": ("sam", "SAM (small), real + CSG synthetic pairs (half of each batch), box prompts", _sam_arm(True)),
+    "sam_real": ("sam", "SAM, real pairs only, box prompts", _sam_arm(with_synthetic=False)),
+    "sam_csg": ("sam", "SAM, real + CSG synthetic pairs (half of each batch), box prompts", _sam_arm(True)),
 }
 
 

@@ -73,6 +73,7 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
                         help="optimizer of the MGCC bundle arms (default adam)")
     parser.add_argument("--segmenter-learning-rate", type=float, default=None, help="their Adam learning rate")
     parser.add_argument("--sam-learning-rate", type=float, default=None, help="the SAM arms' learning rate")
+    parser.add_argument("--sam-architecture", default=None, help="the SAM arms' configuration (small, tiny)")
     parser.add_argument("--bundles-dir", default=None, help="folder holding the bundles (default: the repository's)")
     parser.add_argument(
         "--in-process", action="store_true", default=None,
@@ -103,6 +104,7 @@ def _settings(args: argparse.Namespace) -> Any:
         "segmenter_optimizer": args.segmenter_optimizer,
         "segmenter_learning_rate": args.segmenter_learning_rate,
         "sam_learning_rate": args.sam_learning_rate,
+        "sam_architecture": args.sam_architecture,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
     if args.dataset_dir and "anatomies" not in changes:
@@ -139,6 +141,8 @@ def run_study(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    finished_before = _finished_results(out)
     data = prepare_study_data(out, settings, dataset_dir=dataset_dir, layout=layout)
     context = StudyContext(out, settings, data, Path(bundles_dir) if bundles_dir else default_bundles_dir())
     cells = [
@@ -168,6 +172,7 @@ def run_study(
                         found.append(json.loads(result.read_text(encoding="utf-8")))
                     elif error.is_file():
                         found.append(json.loads(error.read_text(encoding="utf-8")))
+    runs = _record_run(out, started, time.perf_counter() - start, _finished_results(out) - finished_before, command)
     machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}"
     machine += f", {os.cpu_count()} logical CPUs, device {settings.device or 'each bundle default'}"
     return write_report(
@@ -178,7 +183,8 @@ def run_study(
         {arm: ARMS[arm][1] for arm in settings.arms},
         generators=generators,
         qualities=qualities,
-        seconds=time.perf_counter() - start,
+        runs=runs,
+        speed_benchmark=context.bundles_dir.parent / "benchmarks" / "results" / "csg_sampling.json",
         command=command,
         machine=machine,
     )
@@ -189,6 +195,23 @@ def _start_worker(num_threads: int) -> None:
     import torch
 
     torch.set_num_threads(num_threads)
+
+
+def _finished_results(out: Path) -> int:
+    return sum(1 for _ in (out / "cells").glob("*/*/*/*/result.json"))
+
+
+def _record_run(out: Path, started: str, seconds: float, computed: int, command: str) -> list[dict[str, Any]]:
+    """Append this run to ``out/runs.json`` (each run of a resumed study: when, how long, how many results it
+    computed) and return them all."""
+    from usgen_monai.utils import write_json_atomic
+
+    path = out / "runs.json"
+    runs = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    runs.append({"started": started, "wall_seconds": round(seconds, 1), "results_computed": computed,
+                 "command": command, "cpus": os.cpu_count()})  # fmt: skip
+    write_json_atomic(path, runs)
+    return runs
 
 
 def _cell_groups(cells: list[Any]) -> dict[tuple[str, int, int], list[Any]]:

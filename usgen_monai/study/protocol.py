@@ -56,6 +56,8 @@ class StudySettings:
             hundred batches SGD at the paper's rate does not leave the all-foreground start (Dice 0.11 on breast).
         segmenter_learning_rate: Adam learning rate of the MGCC bundle arms.
         sam_learning_rate: Adam learning rate of the SAM arms (``None``: the SAM bundle's ``auto``).
+        sam_architecture: the SAM arms' configuration (``small``: 256 x 256 input; ``tiny``: 64 x 64, a tenth of
+            the cost; see :py:data:`usgen_monai.networks.sam.SAM_ARCHITECTURES`), trained from scratch.
         generator_iterations: ControlNet fine-tuning iterations of a cell's generator.
         num_synthetic: pairs the cell's generator writes.
         num_test, num_labeled_pool, num_unlabeled_pool: simulator images per part (a user's data set is split
@@ -81,6 +83,7 @@ class StudySettings:
     segmenter_optimizer: str = "adam"
     segmenter_learning_rate: float = 1e-3
     sam_learning_rate: float | None = None
+    sam_architecture: str = "small"
     generator_iterations: int = 400
     num_synthetic: int = 200
     num_test: int = 100
@@ -98,19 +101,21 @@ class StudySettings:
         """The ``--quick`` study, sized to finish in under 30 minutes on 2 CPU cores (measured in ``docs/study``):
         two anatomies, N = 8 and 16, two seeds, the arms that answer the question (the same-budget baseline, the
         strong-augmentation baseline, MGCC with synthetic unlabelled images, SAM with and without synthetic pairs),
-        simulated images of 128 x 128 with segmenters at 64 x 64, 300 batches each, two workers."""
+        simulated images of 128 x 128 with segmenters at 64 x 64 (the ``tiny`` SAM configuration), 200 batches
+        each, two workers."""
         quick = cls(
             labeled_sizes=(8, 16),
             seeds=(0, 1),
             arms=("supervised", "strong_augmentation", "mgcc_csg", "sam_real", "sam_csg"),
             image_size=64,
             simulator_image_size=128,
-            segmenter_iterations=300,
-            # Adam at 1e-3 needs ~150 of the 300 batches to leave MGCCNet's all-foreground start, 3e-3 about 100
+            segmenter_iterations=200,
+            # Adam at 1e-3 needs ~150 batches to leave MGCCNet's all-foreground start, 3e-3 about 100
             segmenter_learning_rate=3e-3,
             sam_learning_rate=1e-3,  # 2e-4 (the bundle's rate from scratch): breast Dice 0.35 after 300 batches; 1e-3: 0.41
-            generator_iterations=40,
-            num_synthetic=32,
+            sam_architecture="tiny",
+            generator_iterations=30,
+            num_synthetic=24,
             num_test=40,
             num_labeled_pool=16,
             num_unlabeled_pool=48,

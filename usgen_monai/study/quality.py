@@ -89,7 +89,7 @@ def generator_quality(
     bundles_dir: Path,
     image_size: int,
     folds: int = 4,
-    epochs: int = 20,
+    epochs: int = 15,
 ) -> dict[str, Any]:
     """C2ST, texture energy and mask consistency of the generator of ``cell``'s anatomy, N and seed (kept in the
     cell folder of arm :data:`QUALITY_ARM` like any other result)."""

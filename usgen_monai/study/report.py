@@ -10,7 +10,9 @@ from typing import Any
 
 from usgen_monai.utils import write_json_atomic, write_text_atomic
 
-__all__ = ["plot_dice_against_labeled", "sample_grid", "summarize", "summarize_quality", "write_report"]
+__all__ = [
+    "plot_dice_against_labeled", "plot_generator_speed", "sample_grid", "summarize", "summarize_quality", "write_report",
+]  # fmt: skip
 
 
 def summarize(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -74,12 +76,97 @@ def _mean_sd(row: Mapping[str, Any], key: str) -> str:
     return f"{mean:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
 
 
+def plot_generator_speed(throughput: Mapping[str, Mapping[str, float]], path: str | Path) -> Path | None:
+    """Pairs per second against sampling steps, one line per resolution and thread count, from the CSG sampling
+    benchmark's ``throughput`` (keys ``latent_<side>_steps<k>_pairs_per_s``) as a PNG; ``None`` if it has none."""
+    import re
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines: dict[str, list[tuple[int, float]]] = {}
+    for threads, values in throughput.items():
+        for key, value in values.items():
+            match = re.fullmatch(r"latent_(\d+)_steps(\d+)_pairs_per_s", key)
+            if match:
+                label = f"{match[1]} x {match[1]}, {threads.replace('threads_', '')} thread(s)"
+                lines.setdefault(label, []).append((int(match[2]), float(value)))
+    if not lines:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    for label, points in sorted(lines.items()):
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    steps = sorted({p[0] for points in lines.values() for p in points})
+    ax.set_xticks(steps, [str(k) for k in steps])
+    ax.minorticks_off()
+    ax.set_xlabel("sampling steps")
+    ax.set_ylabel("pairs per second")
+    ax.set_title("CSG generator speed (CPU)")
+    ax.grid(alpha=0.3, which="both")
+    return _save_figure(fig, ax, path)
+
+
+def _speed_section(
+    out: Path, generators: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], benchmark: str | Path | None
+) -> list[str]:
+    lines = ["## Generator speed", ""]
+    timed = [g for g in generators if "error" not in g and g.get("generate_seconds")]
+    if timed:
+        per_pair = [float(g["generate_seconds"]) / max(1, int(g["num_synthetic"])) for g in timed]
+        side = settings.get("simulator_image_size") or settings.get("image_size")
+        lines += [
+            f"In this study: {statistics.fmean(per_pair):.2f} s per generated pair (mean over {len(timed)} "
+            f"generators, {side} x {side}, the CSG inference config's default sampler, one bundle run per generator "
+            "including model loading and writing).",
+            "",
+        ]
+    document = None
+    if benchmark is not None and Path(benchmark).is_file():
+        try:
+            document = json.loads(Path(benchmark).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            document = None
+    if document and document.get("throughput"):
+        figure = plot_generator_speed(document["throughput"], out / "generator_speed.png")
+        lines += [
+            f"Against steps and resolution, from the CSG bundle's sampling benchmark (`{Path(benchmark).name}`, "
+            f"machine: {document.get('machine', 'not recorded')}; `python benchmarks/csg_sampling.py --threads 1 2 "
+            "--out benchmarks/results/csg_sampling.json`):",
+            "",
+        ]
+        if figure is not None:
+            lines += [f"![generator speed]({figure.name})", ""]
+    elif not timed:
+        return []
+    return lines
+
+
 def _format(row: Mapping[str, Any]) -> str:
     if row["dice_mean"] is None:
         return f"failed ({row['num_failed']})"
     sd = f" ± {row['dice_sd']:.3f}" if row["dice_sd"] is not None else ""
     failed = f", {row['num_failed']} failed" if row["num_failed"] else ""
     return f"{row['dice_mean']:.3f}{sd} ({row['num_seeds']}{failed})"
+
+
+def _save_figure(fig: Any, ax: Any, path: str | Path) -> Path:
+    """Legend, layout, an atomic PNG write, and the figure closed."""
+    import matplotlib.pyplot as plt
+
+    from usgen_monai.utils import atomic_write
+
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+    return path
 
 
 def plot_dice_against_labeled(rows: Sequence[Mapping[str, Any]], anatomy: str, path: str | Path) -> Path:
@@ -111,15 +198,7 @@ def plot_dice_against_labeled(rows: Sequence[Mapping[str, Any]], anatomy: str, p
     ax.set_ylabel("test Dice (mean ± sd over seeds)")
     ax.set_title(anatomy)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    from usgen_monai.utils import atomic_write
-
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, ax, path)
 
 
 def _tile(image_path: str | Path, label_path: str | Path, side: int) -> Any:
@@ -161,7 +240,8 @@ def write_report(
     command: str = "",
     machine: str = "",
     qualities: Sequence[Mapping[str, Any]] = (),
-    seconds: float | None = None,
+    runs: Sequence[Mapping[str, Any]] = (),
+    speed_benchmark: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write ``out/results.json``, one figure per anatomy and ``out/report.md``; returns the results document."""
     out = Path(out)
@@ -178,6 +258,7 @@ def write_report(
         "cells": list(results),
         "generators": list(generators),
         "generator_quality": list(qualities),
+        "runs": list(runs),
         "quality_summary": summarize_quality(qualities),
         "failures": failures,
     }
@@ -188,12 +269,19 @@ def write_report(
         lines += ["Command:", "", f"    {command}", ""]
     if machine:
         lines += [f"Machine: {machine}", ""]
-    if seconds is not None:
-        lines += [f"Wall time of this run: {seconds / 60:.1f} min (cells finished by an earlier run are read back).", ""]
+    if runs:
+        lines += ["Runs of this study (a run reads back what earlier runs finished):", ""]
+        lines += [
+            f"- {r['started']}: {r['wall_seconds'] / 60:.1f} min wall, {r['results_computed']} result(s) computed"
+            for r in runs
+        ]
+        lines.append("")
     budget = (
         f"every arm of a cell trains for {settings['segmenter_iterations']} batches of 4 (MGCC arms at "
-        f"{settings['image_size']} x {settings['image_size']}, with 4 unlabelled images besides each labelled batch; "
-        "SAM arms at the SAM configuration's input size, half of each batch synthetic in `sam_csg`); "
+        f"{settings['image_size']} x {settings['image_size']}, those with a consistency term with 4 unlabelled images "
+        "besides each labelled batch; "
+        f"SAM arms at the `{settings.get('sam_architecture', 'small')}` SAM configuration's input size, half of "
+        "each batch synthetic in `sam_csg`); "
         f"generators: {settings['generator_iterations']} ControlNet iterations, {settings['num_synthetic']} pairs"
     )
     lines += [
@@ -204,7 +292,8 @@ def write_report(
         "Validation (model selection) uses the cell's own labelled pairs only.",
         "- Which data trained which model: each segmenter sees its cell's N labelled pairs; `mgcc_real` also the "
         "images (no masks) of the unlabelled pool; `mgcc_csg` the images its cell's generator wrote, `sam_csg` its "
-        "pairs. SAM is the small configuration trained from scratch (no published checkpoint). Each cell's "
+        f"pairs. SAM is the `{settings.get('sam_architecture', 'small')}` configuration trained from scratch (no "
+        "published checkpoint). Each cell's "
         "generator learns its mask branch (a new ControlNet) from that cell's N pairs alone, its masks are those N "
         "masks and its context bank those N images; it keeps the CSG bundle's shipped autoencoder, base denoiser "
         "and speckle refiner, which were trained on simulator images of all presets (not on the test images).",
@@ -226,7 +315,10 @@ def write_report(
                 cells.append(_format(row) if row else "")
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
         lines += ["", f"![Dice against labelled pairs, {anatomy}]({figures[anatomy]})", ""]
-        hc_rows = [r for r in rows if r["anatomy"] == anatomy and r["hc_abs_error_mm_mean"] is not None]
+        hc_rows = sorted(
+            (r for r in rows if r["anatomy"] == anatomy and r["hc_abs_error_mm_mean"] is not None),
+            key=lambda r: (r["num_labeled"], r["arm"]),
+        )
         if hc_rows:
             lines += [
                 "Head-circumference error (ellipse fitted to the mask, as HC18 measures it), mean absolute mm, "
@@ -318,6 +410,7 @@ def write_report(
                 f"{_mean_sd(r, 'mask_consistency_ratio')} |"
             )
         lines.append("")
+    lines += _speed_section(out, generators, settings, speed_benchmark)
     if failures:
         lines += ["## Failed cells", ""]
         lines += [
