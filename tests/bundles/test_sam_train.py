@@ -123,6 +123,20 @@ def test_the_loader_mixes_real_and_synthetic_pairs_with_box_prompts(data, tmp_pa
     assert parser.get_parsed_content("train#sampler", lazy=False).num_synthetic_samples == 0
 
 
+def test_click_prompt_training_mixes_boxes_and_clicks(data, tmp_path):
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update({"dataset_dir": str(data["real"]), "output_dir": str(tmp_path), "ckpt_dir": str(tmp_path),
+                   "click_prompt_prob": 0.5, "batch_size": 8, "seed": 3, **TINY})  # fmt: skip
+    batch = next(iter(parser.get_parsed_content("train#dataloader")))
+    no_box = torch.isnan(batch["boxes"]).all(-1)[:, 0]
+    clicked = ~(batch["point_labels"] == -1).all(-1)[:, 0]
+    assert tuple(batch["points"].shape[1:]) == (1, 2, 2) and bool(no_box.any()) and bool((~no_box).any())
+    assert torch.equal(no_box, clicked)  # each item is prompted by a box or by clicks
+    _run(tmp_path, data, click_prompt_prob=1.0)  # clicks only, empty masks included: trains and validates
+    assert (tmp_path / "models" / "model.pt").is_file()
+
+
 @pytest.mark.parametrize(
     "overrides, trained_parts, learning_rate",
     [

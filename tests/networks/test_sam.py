@@ -74,6 +74,27 @@ class TestPromptableSam(unittest.TestCase):
         self.assertEqual(tuple(logits.shape), (2, 1, 1, 64, 64))
         self.assertEqual(tuple(boxed.shape), (2, 1, 1, 64, 64))
 
+    def test_mixed_batch_of_box_and_click_prompts(self):
+        # one image prompted by a box (padding points), the other by clicks (all-NaN box): each decodes as alone
+        net = _tiny()
+        images = torch.rand(2, 1, 64, 64)
+        box = torch.tensor([[[5.0, 6, 40, 50]]])
+        clicks, labels = torch.tensor([[[[20.0, 22], [50, 10]]]]), torch.tensor([[[1, 0]]])
+        boxes = torch.cat([box, torch.full((1, 1, 4), float("nan"))])
+        points = torch.cat([torch.zeros(1, 1, 2, 2), clicks])
+        point_labels = torch.cat([torch.full((1, 1, 2), -1), labels])
+        with eval_mode(net):
+            mixed, _ = net(images, boxes=boxes, points=points, point_labels=point_labels)
+            boxed, _ = net(images[:1], boxes=box)
+            clicked, _ = net(images[1:], points=clicks, point_labels=labels)
+            with self.assertRaisesRegex(ValueError, "image 0 of the batch has no prompt"):
+                net(images[:1], boxes=torch.full((1, 1, 4), float("nan")), points=torch.zeros(1, 1, 2, 2),
+                    point_labels=torch.full((1, 1, 2), -1))  # fmt: skip
+            with self.assertRaisesRegex(ValueError, "NaN coordinates"):
+                net(images[:1], boxes=torch.tensor([[[1.0, float("nan"), 3, 4]]]))
+        torch.testing.assert_close(mixed[:1], boxed, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(mixed[1:], clicked, atol=1e-5, rtol=1e-4)
+
     def test_errors(self):
         net = _tiny()
         image = torch.rand(1, 1, 64, 64)

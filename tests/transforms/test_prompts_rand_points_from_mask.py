@@ -16,6 +16,16 @@ ROW_MAJOR[0, 10:20, 60:80] = 1
 
 
 class TestRandPointsFromMask(unittest.TestCase):
+    def test_empty_mask_gives_background_clicks_or_raises(self):
+        empty = np.zeros((1, 90, 50), np.uint8)
+        rand = RandPointsFromMask(num_foreground=2, num_background=1, empty="background").set_random_state(0)
+        fg, bg = rand(empty)
+        self.assertEqual((fg.shape, bg.shape), ((0, 2), (3, 2)))
+        with self.assertRaisesRegex(ValueError, "the mask is empty"):
+            RandPointsFromMask(num_foreground=1)(empty)
+        with self.assertRaisesRegex(ValueError, "empty must be"):
+            RandPointsFromMask(empty="skip")
+
     @parameterized.expand([[p, r] for p in TEST_NDARRAYS for r in (True, False)])
     def test_points_inside_and_outside(self, in_type, reverse_indexing):
         mask = ROW_MAJOR.transpose(0, 2, 1) if reverse_indexing else ROW_MAJOR

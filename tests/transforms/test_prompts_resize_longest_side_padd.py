@@ -62,6 +62,26 @@ class TestResizeLongestSidePadd(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "case_1.png: 4 points given, more than pad_points=3"):
             t(_item(foreground=[[1, 2]] * 4))
 
+    def test_box_and_click_items_batch_together(self):
+        # the SAM bundle's click training: OneOf(box, clicks) per item, padded boxes and points
+        from monai.transforms import OneOf, SelectItemsd
+
+        pipeline = Compose(
+            [
+                OneOf([RandBoxFromMaskd("label"), RandPointsFromMaskd("label", num_background=1, empty="background")]),
+                ResizeLongestSidePadd(["image", "label"], image_size=128, pad_points=2, pad_boxes=True),
+                SelectItemsd(["image", "label", "boxes", "points", "point_labels"]),
+            ]
+        ).set_random_state(1)
+        items = [pipeline(_item(f"case_{i}.png")) for i in range(8)]
+        batch = list_data_collate(items)
+        self.assertEqual((tuple(batch["boxes"].shape), tuple(batch["points"].shape)), ((8, 1, 4), (8, 1, 2, 2)))
+        no_box = torch.isnan(batch["boxes"]).all(-1)[:, 0]
+        no_points = (batch["point_labels"] == -1).all(-1)[:, 0]
+        self.assertTrue(bool(no_box.any()) and bool(no_points.any()))  # both kinds drawn
+        torch.testing.assert_close(no_box, ~no_points)  # each item one kind of prompt
+        self.assertTrue(bool((batch["point_labels"][no_box] == torch.tensor([1, 0])).all()))
+
     def test_errors_name_the_item(self):
         t = ResizeLongestSidePadd(["image", "label"], image_size=128)
         with self.assertRaisesRegex(

@@ -225,9 +225,11 @@ class PromptableSam(Sam):
 
         Args:
             embeddings: ``(B, C, h, w)`` from :py:meth:`embed_images`.
-            boxes: ``(B, N, 4)`` (or ``(B, 4)`` for N = 1) as ``[x0, y0, x1, y1]`` in model-frame pixels.
+            boxes: ``(B, N, 4)`` (or ``(B, 4)`` for N = 1) as ``[x0, y0, x1, y1]`` in model-frame pixels; an image
+                whose boxes are all NaN has no box prompt (batches that mix box and click prompts).
             points: ``(B, N, P, 2)`` (or ``(B, P, 2)`` for N = 1) as ``[x, y]`` in model-frame pixels.
-            point_labels: ``(B, N, P)`` (or ``(B, P)``): 1 foreground, 0 background, -1 padding (ignored).
+            point_labels: ``(B, N, P)`` (or ``(B, P)``): 1 foreground, 0 background, -1 padding (ignored); an image
+                whose labels are all -1 has no point prompt. Each image needs a box or a point.
             multimask_output: predict ``num_multimask_outputs`` masks per prompt instead of one.
             output_size: ``(H, W)`` to crop the logits to (the unpadded image); default the whole model frame.
 
@@ -241,11 +243,8 @@ class PromptableSam(Sam):
         logits, ious = [], []
         # the package's MaskDecoder repeats one image's embedding for all of its prompts, so it runs once per image
         for b in range(embeddings.shape[0]):
-            sparse, dense = self.prompt_encoder(
-                points=None if points is None else (points[b], point_labels[b]),
-                boxes=None if boxes is None else boxes[b],
-                masks=None,
-            )
+            box, point = _item_prompts(b, boxes, points, point_labels)
+            sparse, dense = self.prompt_encoder(points=point, boxes=box, masks=None)
             low_res, iou = self.mask_decoder(
                 image_embeddings=embeddings[b : b + 1],
                 image_pe=dense_pe,
@@ -321,6 +320,20 @@ def _check_arguments(**kw: Any) -> None:  # every argument of PromptableSam
             f"pixel_mean and pixel_std need three (RGB) values, std positive, got pixel_mean={list(kw['pixel_mean'])}, "
             f"pixel_std={list(kw['pixel_std'])}."
         )
+
+
+def _item_prompts(
+    b: int, boxes: torch.Tensor | None, points: torch.Tensor | None, labels: torch.Tensor | None
+) -> tuple[torch.Tensor | None, tuple[torch.Tensor, torch.Tensor] | None]:
+    """Image ``b``'s prompts for SAM's prompt encoder: its boxes unless all NaN, its points unless all padding, so
+    that an image prompted by a box alone (or by clicks alone) in a mixed batch is encoded as it is at inference."""
+    box = None if boxes is None or torch.isnan(boxes[b]).all() else boxes[b]
+    point = None if points is None or bool((labels[b] == -1).all()) else (points[b], labels[b])
+    if box is not None and torch.isnan(box).any():
+        raise ValueError(f"image {b} of the batch has boxes with NaN coordinates; a missing box is all NaN.")
+    if box is None and point is None:
+        raise ValueError(f"image {b} of the batch has no prompt: its boxes are NaN and its points all padding (-1).")
+    return box, point
 
 
 def _batched_prompts(

@@ -208,6 +208,9 @@ class RandPointsFromMask(RandomizableTransform):
         background_margin: pixels around the mask's bounding box to draw background points from; ``None`` for the
             whole image.
         reverse_indexing: ``True`` if the mask's first spatial axis is x (MONAI's order).
+        empty: for an empty mask, ``"raise"`` (no foreground point can be drawn) or ``"background"``: draw
+            ``num_foreground + num_background`` background points from the whole image and no foreground point
+            (click training on images without the finding, whose target is the empty mask).
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
@@ -218,8 +221,12 @@ class RandPointsFromMask(RandomizableTransform):
         num_background: int = 0,
         background_margin: int | None = 20,
         reverse_indexing: bool = True,
+        empty: str = "raise",
     ) -> None:
         RandomizableTransform.__init__(self, 1.0)
+        if empty not in ("raise", "background"):
+            raise ValueError(f"empty must be 'raise' or 'background', got empty={empty!r}.")
+        self.empty = empty
         if num_foreground < 0 or num_background < 0 or num_foreground + num_background == 0:
             raise ValueError(
                 "num_foreground and num_background must be >= 0 and not both 0, got "
@@ -253,6 +260,10 @@ class RandPointsFromMask(RandomizableTransform):
             near[max(top - m, 0) : bottom + m + 1, max(left - m, 0) : right + m + 1] = True
             if (outside_mask & near).any():
                 outside_mask = outside_mask & near
+        if not inside.size and self.empty == "background":
+            self.foreground = np.zeros((0, 2), dtype=np.int64)
+            self.background = self._pick(np.argwhere(outside_mask), self.num_foreground + self.num_background)
+            return
         self.foreground = self._pick(inside, self.num_foreground)
         self.background = self._pick(np.argwhere(outside_mask), self.num_background)
 
@@ -271,7 +282,7 @@ class RandPointsFromMask(RandomizableTransform):
         """
         name = _item_name(mask)
         grid = _row_major_mask(mask, self.reverse_indexing, name)
-        if self.num_foreground and not grid.any():
+        if self.num_foreground and not grid.any() and self.empty == "raise":
             raise ValueError(f"{name}: the mask is empty, so no foreground point can be drawn from it.")
         if self.num_background and grid.all():
             raise ValueError(f"{name}: the mask covers the whole image, so no background point can be drawn.")

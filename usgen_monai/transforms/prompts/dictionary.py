@@ -191,6 +191,7 @@ class RandPointsFromMaskd(_RandMaskPromptd):
         draw_key: where the draw ``{"RandPointsFromMaskd": {"foreground": [...], "background": [...]}}`` is recorded
             (``None``: not recorded).
         allow_missing_keys: don't raise an exception if the mask key is missing.
+        empty: ``"raise"`` or ``"background"`` for an empty mask (see the array transform).
     """
 
     backend = RandPointsFromMask.backend
@@ -206,8 +207,11 @@ class RandPointsFromMaskd(_RandMaskPromptd):
         reverse_indexing: bool = True,
         draw_key: str | None = "prompt_draw",
         allow_missing_keys: bool = False,
+        empty: str = "raise",
     ) -> None:
-        self.rand_points = RandPointsFromMask(num_foreground, num_background, background_margin, reverse_indexing)
+        self.rand_points = RandPointsFromMask(
+            num_foreground, num_background, background_margin, reverse_indexing, empty=empty
+        )
         super().__init__(keys, self.rand_points, draw_key, 1.0, allow_missing_keys)
         self.foreground_key = foreground_key
         self.background_key = background_key
@@ -216,9 +220,9 @@ class RandPointsFromMaskd(_RandMaskPromptd):
         d = dict(data)
         for key in self.key_iterator(d):
             foreground, background = self.rand_points(d[key])
-            if self.rand_points.num_foreground:
+            if len(foreground):
                 d[self.foreground_key] = foreground
-            if self.rand_points.num_background:
+            if len(background):
                 d[self.background_key] = background
             draw = {"foreground": foreground.tolist(), "background": background.tolist()}
             self._record(d, draw)
@@ -251,6 +255,9 @@ class ResizeLongestSidePadd(MapTransform, InvertibleTransform):
         point_labels_key: output, their labels.
         pad_points: pad the points to this many with label -1 (so items with different counts batch together);
             more points raise a ``ValueError``. ``None``: no padding.
+        pad_boxes: an item without a box gets an all-NaN ``boxes_key`` (no box for
+            :py:class:`usgen_monai.networks.sam.PromptableSam`), so that items prompted by a box and items prompted by
+            clicks batch together (with ``pad_points``).
         allow_missing_prompts: an item without any prompt passes (only images and masks are transformed) instead of
             raising a ``ValueError``.
         allow_missing_keys: don't raise an exception if an image or mask key is missing.
@@ -273,6 +280,7 @@ class ResizeLongestSidePadd(MapTransform, InvertibleTransform):
         pad_points: int | None = None,
         allow_missing_prompts: bool = False,
         allow_missing_keys: bool = False,
+        pad_boxes: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         modes = ensure_tuple_rep(mode, len(self.keys))
@@ -287,6 +295,7 @@ class ResizeLongestSidePadd(MapTransform, InvertibleTransform):
         if pad_points is not None and pad_points < 1:
             raise ValueError(f"pad_points must be positive or None, got pad_points={pad_points}.")
         self.pad_points = pad_points
+        self.pad_boxes = bool(pad_boxes)
         self.allow_missing_prompts = allow_missing_prompts
 
     def _item(self, d: Mapping[Hashable, Any]) -> str:
@@ -313,6 +322,8 @@ class ResizeLongestSidePadd(MapTransform, InvertibleTransform):
         )
         if box is not None:
             d[self.boxes_key] = torch.as_tensor(frame.boxes_to_model(box), dtype=torch.float32)[None]
+        elif self.pad_boxes:
+            d[self.boxes_key] = torch.full((1, 4), float("nan"), dtype=torch.float32)
         if points is not None or self.pad_points is not None:
             coords = frame.coords_to_model(points) if points is not None else np.zeros((0, 2))
             labels = labels if labels is not None else np.zeros(0, dtype=np.int64)
