@@ -100,6 +100,29 @@ def test_bundle_command_overrides_parse_back():
         assert fire_parser.DefaultParseValue(command[command.index(f"--{key}") + 1]) == value
 
 
+def test_context_control_follows_the_recorded_masks_and_contexts(tmp_path):
+    from usgen_monai.study.report import context_control, context_sweep_grid
+
+    def png(name, value):
+        array = np.full((16, 16), value, np.uint8)
+        array[4:9, 4:9] = 255 if name.startswith("mask") else value
+        Image.fromarray(array).save(tmp_path / name)
+        return str(tmp_path / name)
+
+    items = []
+    for k, (mask, brightness) in enumerate([("mask_a.png", 40), ("mask_a.png", 200), ("mask_b.png", 120)]):
+        items.append({"image": Path(png(f"gen_{k}.png", brightness // 2 + 10)).name,
+                      "provenance": {"mask_source": {"path": png(mask, 0)},
+                                     "context_image": {"path": png(f"ctx_{k}.png", brightness)}}})  # fmt: skip
+    (tmp_path / "datalist.json").write_text(json.dumps({"training": items}))
+    control = context_control(tmp_path / "datalist.json")
+    assert control["num_pairs"] == 3 and control["brightness_correlation"] == pytest.approx(1.0)
+    assert [len(v) for v in control["by_mask"].values()] == [2, 1]
+    grid = context_sweep_grid(control["by_mask"], tmp_path / "sweep.png", side=16)
+    assert grid is not None and Image.open(grid).size[1] > 16  # one row: the mask used with two contexts
+    assert context_sweep_grid({"m": [("c", "i")]}, tmp_path / "none.png") is None
+
+
 def test_summarize_mean_and_sd_over_seeds():
     cells = [{"anatomy": "breast", "arm": "unet", "num_labeled": 8, "seed": s, "dice": d, "iterations": 10}
              for s, d in enumerate([0.5, 0.7])]  # fmt: skip
@@ -128,6 +151,7 @@ def test_study_on_the_simulator_end_to_end_and_resumes(tmp_path, monkeypatch):
     report = (tmp_path / "report.md").read_text()
     assert "## Generator fidelity" in report and "result(s) computed" in report
     assert "## Generator speed" in report and "s per generated pair" in report
+    assert "## Context control" in report and "brightness of each pair's context image" in report
     assert (tmp_path / "generator_speed.png").is_file()  # from the committed CSG sampling benchmark
     assert "| 4 |" in report and "mgcc_csg" in report and "held out from everything" in report
     assert (tmp_path / "dice_breast.png").is_file() and (tmp_path / "samples_breast.png").is_file()

@@ -11,7 +11,8 @@ from typing import Any
 from usgen_monai.utils import write_json_atomic, write_text_atomic
 
 __all__ = [
-    "plot_dice_against_labeled", "plot_generator_speed", "sample_grid", "summarize", "summarize_quality", "write_report",
+    "context_control", "context_sweep_grid", "plot_dice_against_labeled", "plot_generator_speed", "sample_grid",
+    "summarize", "summarize_quality", "write_report",
 ]  # fmt: skip
 
 
@@ -109,6 +110,117 @@ def plot_generator_speed(throughput: Mapping[str, Mapping[str, float]], path: st
     ax.set_title("CSG generator speed (CPU)")
     ax.grid(alpha=0.3, which="both")
     return _save_figure(fig, ax, path)
+
+
+def _grey(path: str | Path, side: int | None = None) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    from usgen_monai.data import pil_to_grey
+
+    with Image.open(path) as im:
+        grey = pil_to_grey(im)
+        if side is not None:
+            grey = grey.resize((side, side), Image.BILINEAR)
+        return np.asarray(grey, dtype=np.float32) / 255.0
+
+
+def context_control(datalist: str | Path) -> dict[str, Any]:
+    """How much a CSG datalist's context images steer its generated images: the pairs grouped by the mask that
+    conditioned them (``provenance.mask_source.path``), and the Pearson correlation over all pairs between the mean
+    brightness of each pair's context image (``provenance.context_image.path``) and of its generated image.
+
+    Returns:
+        ``{"brightness_correlation": r or None, "num_pairs": n, "by_mask": {mask path: [(context path, image
+        path), ...]}}``; pairs without a recorded mask file or context image are left out.
+    """
+    import numpy as np
+
+    document = json.loads(Path(datalist).read_text(encoding="utf-8"))
+    base = Path(datalist).parent
+    by_mask: dict[str, list[tuple[str, str]]] = {}
+    for item in document.get("training", []):
+        provenance = item.get("provenance") or {}
+        mask = (provenance.get("mask_source") or {}).get("path")
+        context = (provenance.get("context_image") or {}).get("path")
+        if mask and context:
+            by_mask.setdefault(mask, []).append((context, str(base / item["image"])))
+    pairs = [pair for group in by_mask.values() for pair in group]
+    r = None
+    if len(pairs) >= 3:
+        context_means = np.array([_grey(c).mean() for c, _ in pairs])
+        image_means = np.array([_grey(i).mean() for _, i in pairs])
+        if context_means.std() > 0 and image_means.std() > 0:
+            r = float(np.corrcoef(context_means, image_means)[0, 1])
+    return {"brightness_correlation": r, "num_pairs": len(pairs), "by_mask": by_mask}
+
+
+def context_sweep_grid(by_mask: Mapping[str, Sequence[tuple[str, str]]], path: str | Path, rows: int = 3,
+                       per_row: int = 3, side: int = 96) -> Path | None:  # fmt: skip
+    """A PNG of context sweeps: one row per conditioning mask (masks with a finding first, then those used with the
+    most distinct contexts), the mask then (context image, generated image) for each context; ``None`` when no mask
+    was used with two contexts."""
+    import numpy as np
+
+    from usgen_monai.visualize import image_grid, overlay_mask_outline, save_png
+
+    swept = [(m, pairs) for m, pairs in by_mask.items() if len({c for c, _ in pairs}) > 1]
+    # masks with the finding first, then those seen with the most contexts
+    ranked = sorted(swept, key=lambda kv: (not (_grey(kv[0]) > 0).any(), -len({c for c, _ in kv[1]})))[:rows]
+    if not ranked:
+        return None
+    tiles = []
+    for mask, pairs in ranked:
+        outline = overlay_mask_outline(np.zeros((side, side), np.float32), _grey(mask, side) > 0)
+        row = [outline]
+        seen: set[str] = set()
+        for context, image in pairs:
+            if context in seen:
+                continue
+            seen.add(context)
+            row += [overlay_mask_outline(_grey(context, side), np.zeros((side, side), bool)),
+                    overlay_mask_outline(_grey(image, side), _grey(mask, side) > 0)]  # fmt: skip
+            if len(seen) == per_row:
+                break
+        tiles.append(row)
+    width = max(len(r) for r in tiles)
+    blank = np.full((side, side, 3), 255, np.uint8)
+    tiles = [r + [blank] * (width - len(r)) for r in tiles]
+    titles = ["mask"] + [t for k in range(per_row) for t in (f"context {k + 1}", f"generated {k + 1}")]
+    save_png(image_grid(tiles, col_titles=titles[:width]), str(path))
+    return Path(path)
+
+
+def _context_section(out: Path, generators: Sequence[Mapping[str, Any]], anatomies: Sequence[str]) -> list[str]:
+    lines: list[str] = []
+    for anatomy in anatomies:
+        found = [g for g in generators if g["anatomy"] == anatomy and "error" not in g and g.get("datalist")]
+        measured = []
+        figure = None
+        for g in found:
+            try:
+                control = context_control(g["datalist"])
+            except (OSError, KeyError, ValueError):
+                continue
+            if control["brightness_correlation"] is not None:
+                measured.append(control["brightness_correlation"])
+            if figure is None:
+                figure = context_sweep_grid(control["by_mask"], out / f"context_{anatomy}.png")
+        if not measured and figure is None:
+            continue
+        if not lines:
+            lines += ["## Context control", ""]
+        if measured:
+            sd = f" ± {statistics.stdev(measured):.2f}" if len(measured) > 1 else ""
+            lines += [
+                f"{anatomy}: correlation between the mean brightness of each pair's context image and of its generated "
+                f"image, r = {statistics.fmean(measured):.2f}{sd} (mean ± sd over {len(measured)} generators; "
+                "about 0 means the context image does not steer the appearance).",
+                "",
+            ]
+        if figure is not None:
+            lines += [f"![{anatomy}: one mask under different context images]({figure.name})", ""]
+    return lines
 
 
 def _speed_section(
@@ -385,6 +497,7 @@ def write_report(
                 f"{first['seed']}]({grid.name})",
                 "",
             ]
+    lines += _context_section(out, generators, anatomies)
     quality_rows = document["quality_summary"]
     if quality_rows:
         lines += [
