@@ -175,6 +175,19 @@ def test_study_workers_run_cell_groups_in_processes(tmp_path):
     assert [c["dice"] for c in sequential["cells"]] == [c["dice"] for c in document["cells"]]  # read back
 
 
+def test_segmenters_train_under_torchrun(tmp_path):
+    # two CPU processes on gloo through the MGCC bundle's multi_gpu_train.json, one process per bundle run
+    settings = StudySettings(anatomies=("breast",), **{**TINY, "arms": ("supervised",), "in_process": False,
+                                                       "nproc_per_node": 2})  # fmt: skip
+    document = run_study(tmp_path, settings, progress=False)
+    (cell,) = document["cells"]
+    assert not document["failures"] and 0.0 <= cell["dice"] <= 1.0
+    log = (tmp_path / "cells" / "breast" / "n004" / "seed0" / "supervised" / "train.log").read_text()
+    assert "torch.distributed.run" in log and "--nproc_per_node=2" in log and "multi_gpu_train.json" in log
+    with pytest.raises(ValueError, match="no-in-process"):
+        run_study(tmp_path / "x", StudySettings(anatomies=("breast",), **{**TINY, "nproc_per_node": 2}))
+
+
 def test_quick_settings_are_the_documented_ones():
     quick = StudySettings.quick()
     assert quick.labeled_sizes == (8, 16) and quick.anatomies == ("breast", "fetal_head")

@@ -80,6 +80,21 @@ def _epochs(iterations: int, items: int, batch_size: int) -> int:
     return max(1, math.ceil(iterations / max(1, math.ceil(items / batch_size))))
 
 
+def _run_training(
+    context: StudyContext, bundle: str, config_files: list[Path], overrides: dict[str, Any], log: Path
+) -> float:
+    """A segmenter's training run; with ``nproc_per_node > 1`` under ``torchrun`` with the bundle's own
+    ``multi_gpu_train.json`` (which picks each rank's device itself)."""
+    settings = context.settings
+    if settings.nproc_per_node > 1:
+        config_files = [*config_files, context.config(bundle, "multi_gpu_train.json")]
+        overrides = {k: v for k, v in overrides.items() if k != "device"}
+    return run_bundle(
+        config_files, overrides, log, settings.num_threads, in_process=settings.in_process,
+        nproc_per_node=settings.nproc_per_node,
+    )
+
+
 def _optimizer_override(settings: StudySettings) -> dict[str, Any]:
     """The MGCC bundle arms' optimizer: the bundle's SGD, or Adam (``--train#optimizer``, as its docs show)."""
     if settings.segmenter_optimizer == "sgd":
@@ -190,7 +205,9 @@ def _mgcc_arm(overlays: tuple[str, ...], overrides: Callable[[StudyContext, Cell
             "image_size": [settings.image_size, settings.image_size],
             "model_path": str(folder / "model.pt"),
         }
-        train_seconds = run_bundle(
+        train_seconds = _run_training(
+            context,
+            "mgcc",
             [train, *overlay_files],
             {
                 **shared,
@@ -207,8 +224,6 @@ def _mgcc_arm(overlays: tuple[str, ...], overrides: Callable[[StudyContext, Cell
                 **overrides(context, cell),
             },
             folder / "train.log",
-            settings.num_threads,
-            in_process=settings.in_process,
         )
         run_bundle(
             [train, *overlay_files, context.config("mgcc", "evaluate.json")],
@@ -269,7 +284,9 @@ def _sam_arm(with_synthetic: bool):
         epochs = max(1, math.ceil(settings.segmenter_iterations / per_epoch))
         shared = {**context.common_overrides(), "bundle_root": str(sam), "dataset_dir": str(datalist),
                   "model_path": str(folder / "model.pt"), "architecture": settings.sam_architecture}  # fmt: skip
-        train_seconds = run_bundle(
+        train_seconds = _run_training(
+            context,
+            "sam",
             [train],
             {
                 **shared,
@@ -286,8 +303,6 @@ def _sam_arm(with_synthetic: bool):
                 **({"learning_rate": settings.sam_learning_rate} if settings.sam_learning_rate else {}),
             },
             folder / "train.log",
-            settings.num_threads,
-            in_process=settings.in_process,
         )
         head = cell.anatomy == "fetal_head"
         run_bundle(

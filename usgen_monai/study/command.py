@@ -69,6 +69,12 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=None,
         help="cells run in this many processes at once (default: 2 with --quick, else 1)",
     )
+    parser.add_argument(
+        "--nproc-per-node", type=int, default=None,
+        help="run each segmenter training under torchrun with this many processes (GPUs; with --no-in-process)",
+    )
+    parser.add_argument("--no-in-process", dest="in_process", action="store_false", default=None,
+                        help="one process per bundle run (the default without --quick)")
     parser.add_argument("--segmenter-optimizer", choices=("adam", "sgd"), default=None,
                         help="optimizer of the MGCC bundle arms (default adam)")
     parser.add_argument("--segmenter-learning-rate", type=float, default=None, help="their Adam learning rate")
@@ -101,6 +107,7 @@ def _settings(args: argparse.Namespace) -> Any:
         "num_threads": args.num_threads,
         "in_process": args.in_process,
         "workers": args.workers,
+        "nproc_per_node": args.nproc_per_node,
         "segmenter_optimizer": args.segmenter_optimizer,
         "segmenter_learning_rate": args.segmenter_learning_rate,
         "sam_learning_rate": args.sam_learning_rate,
@@ -135,6 +142,8 @@ def run_study(
     from usgen_monai.study.report import write_report
     from usgen_monai.study.runner import Cell
 
+    if settings.nproc_per_node > 1 and settings.in_process:
+        raise ValueError("--nproc-per-node launches torchrun, which needs one process per bundle run (--no-in-process).")
     unknown = [a for a in settings.arms if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown arm(s) {unknown}; arms are {sorted(ARMS)}.")

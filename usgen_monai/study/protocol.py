@@ -67,6 +67,9 @@ class StudySettings:
         num_threads: intra-op threads of each bundle run (``OMP_NUM_THREADS``).
         device: ``cpu``, ``cuda:0``, ... passed to every bundle run (``""``: each bundle's default).
         in_process: run the bundles in this process (``monai.bundle.run``) instead of one process per run.
+        nproc_per_node: the segmenters' trainings run under ``torchrun`` with this many processes (GPUs) and the
+            bundles' ``multi_gpu_train.json`` (needs ``in_process=False``); each process takes 1/K of every epoch, so
+            the epochs and the images seen stay the budget's, the optimizer steps are 1/K. Generators train in one.
         workers: cells run in this many processes at once (the cells of one anatomy, N and seed, which share a
             generator, stay in one worker); each bundle run uses ``num_threads`` threads.
     """
@@ -94,6 +97,7 @@ class StudySettings:
     num_threads: int = 1
     device: str = ""
     in_process: bool = False
+    nproc_per_node: int = 1
     workers: int = 1
 
     @classmethod

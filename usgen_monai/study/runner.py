@@ -36,9 +36,16 @@ def _override_text(value: Any) -> str:
     return repr(json.loads(json.dumps(value)))  # lists and dicts as Python literals (True, None)
 
 
-def bundle_command(config_files: Sequence[str | Path], overrides: Mapping[str, Any] | None = None) -> list[str]:
-    """The ``python -m monai.bundle run`` command line for ``config_files`` with ``--id value`` overrides."""
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr([str(f) for f in config_files])]
+def bundle_command(
+    config_files: Sequence[str | Path], overrides: Mapping[str, Any] | None = None, nproc_per_node: int = 1
+) -> list[str]:
+    """The ``python -m monai.bundle run`` command line for ``config_files`` with ``--id value`` overrides; with
+    ``nproc_per_node > 1`` under ``torchrun --standalone`` (``python -m torch.distributed.run``), as the bundles'
+    ``multi_gpu_train.json`` expects."""
+    launcher = [sys.executable]
+    if nproc_per_node > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", "--nnodes=1", f"--nproc_per_node={nproc_per_node}"]
+    command = [*launcher, "-m", "monai.bundle", "run", "--config_file", repr([str(f) for f in config_files])]
     for key, value in (overrides or {}).items():
         command += [f"--{key}", _override_text(value)]
     return command
@@ -73,18 +80,24 @@ def run_bundle(
     num_threads: int | None = 1,
     cwd: str | Path | None = None,
     in_process: bool = False,
+    nproc_per_node: int = 1,
 ) -> float:
     """Run one bundle config to its end, appending its output to ``log_path``: in a new ``python -m monai.bundle
     run`` process (the default: a crash or a leak of one run cannot touch the next), or with
     ``monai.bundle.run`` in this process (``in_process``: no start-up cost, for small runs and tests).
+
+    ``nproc_per_node > 1`` runs it under ``torchrun`` with that many processes (not in process).
 
     Returns:
         the wall time in seconds.
 
     Raises:
         BundleRunError: the run failed (the message quotes the end of the log, or names the exception).
+        ValueError: ``nproc_per_node > 1`` with ``in_process``.
     """
-    command = bundle_command(config_files, overrides)
+    if nproc_per_node > 1 and in_process:
+        raise ValueError("a torchrun launch (nproc_per_node > 1) runs in its own processes, not in process.")
+    command = bundle_command(config_files, overrides, nproc_per_node)
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
