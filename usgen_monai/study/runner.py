@@ -36,15 +36,25 @@ def _override_text(value: Any) -> str:
     return repr(json.loads(json.dumps(value)))  # lists and dicts as Python literals (True, None)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def bundle_command(
     config_files: Sequence[str | Path], overrides: Mapping[str, Any] | None = None, nproc_per_node: int = 1
 ) -> list[str]:
     """The ``python -m monai.bundle run`` command line for ``config_files`` with ``--id value`` overrides; with
-    ``nproc_per_node > 1`` under ``torchrun --standalone`` (``python -m torch.distributed.run``), as the bundles'
-    ``multi_gpu_train.json`` expects."""
+    ``nproc_per_node > 1`` under ``torchrun`` (``python -m torch.distributed.run``, one node, a free port), as the
+    bundles' ``multi_gpu_train.json`` expects."""
     launcher = [sys.executable]
     if nproc_per_node > 1:
-        launcher += ["-m", "torch.distributed.run", "--standalone", "--nnodes=1", f"--nproc_per_node={nproc_per_node}"]
+        # one node, a free port of this machine for the ranks' rendezvous (what the bundles' torchrun tests use)
+        launcher += ["-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={nproc_per_node}",
+                     f"--master_port={_free_port()}"]  # fmt: skip
     command = [*launcher, "-m", "monai.bundle", "run", "--config_file", repr([str(f) for f in config_files])]
     for key, value in (overrides or {}).items():
         command += [f"--{key}", _override_text(value)]
