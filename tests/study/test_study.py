@@ -220,5 +220,10 @@ def test_study_command_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # a missing data set: a usage error naming it, not a traceback
         main(["study", "--out", str(tmp_path / "o"), "--dataset-dir", str(tmp_path / "nothing"), "--anatomy", "breast"])
     assert e.value.code == 2 and "nothing" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown SAM architecture 'vit_q'"):
+        run_study(tmp_path / "y", StudySettings(anatomies=("breast",), **{**TINY, "sam_architecture": "vit_q"}))
+    with pytest.raises(ValueError, match="segmenter_optimizer"):
+        run_study(tmp_path / "z", StudySettings(anatomies=("breast",), **{**TINY, "segmenter_optimizer": "rmsprop"}))
+    assert not (tmp_path / "y").exists() and not (tmp_path / "z").exists()  # refused before any data is made
     with pytest.raises(ValueError, match="unknown arm"):
         run_study(tmp_path / "x", StudySettings(anatomies=("breast",), **{**TINY, "arms": ("sam_magic",)}))

@@ -142,6 +142,13 @@ def run_study(
     from usgen_monai.study.report import write_report
     from usgen_monai.study.runner import Cell
 
+    from usgen_monai.networks.sam import SAM_ARCHITECTURES
+
+    # settings every cell would trip over, refused before hours of generator training
+    if any(ARMS[a][0] == "sam" for a in settings.arms if a in ARMS) and settings.sam_architecture not in SAM_ARCHITECTURES:
+        raise ValueError(f"unknown SAM architecture {settings.sam_architecture!r}; one of {sorted(SAM_ARCHITECTURES)}.")
+    if settings.segmenter_optimizer not in ("adam", "sgd"):
+        raise ValueError(f"segmenter_optimizer must be 'adam' or 'sgd', got {settings.segmenter_optimizer!r}.")
     if settings.nproc_per_node > 1 and settings.in_process:
         raise ValueError("--nproc-per-node launches torchrun, which needs one process per bundle run (--no-in-process).")
     unknown = [a for a in settings.arms if a not in ARMS]

@@ -112,7 +112,8 @@ def plot_generator_speed(throughput: Mapping[str, Mapping[str, float]], path: st
     return _save_figure(fig, ax, path)
 
 
-def _grey(path: str | Path, side: int | None = None) -> Any:
+def _grey(path: str | Path, side: int | None = None, resample: str = "bilinear") -> Any:
+    """A PNG/JPEG as grey ``[0, 1]`` floats, resized to ``side`` x ``side`` when given."""
     import numpy as np
     from PIL import Image
 
@@ -121,8 +122,13 @@ def _grey(path: str | Path, side: int | None = None) -> Any:
     with Image.open(path) as im:
         grey = pil_to_grey(im)
         if side is not None:
-            grey = grey.resize((side, side), Image.BILINEAR)
+            grey = grey.resize((side, side), Image.NEAREST if resample == "nearest" else Image.BILINEAR)
         return np.asarray(grey, dtype=np.float32) / 255.0
+
+
+def _mask(path: str | Path, side: int | None = None) -> Any:
+    """A mask file as booleans (``> 0``), resized by nearest neighbour."""
+    return _grey(path, side, resample="nearest") > 0
 
 
 def context_control(datalist: str | Path) -> dict[str, Any]:
@@ -148,7 +154,8 @@ def context_control(datalist: str | Path) -> dict[str, Any]:
     pairs = [pair for group in by_mask.values() for pair in group]
     r = None
     if len(pairs) >= 3:
-        context_means = np.array([_grey(c).mean() for c, _ in pairs])
+        bank = {c: float(_grey(c).mean()) for c in {c for c, _ in pairs}}  # contexts repeat: read each once
+        context_means = np.array([bank[c] for c, _ in pairs])
         image_means = np.array([_grey(i).mean() for _, i in pairs])
         if context_means.std() > 0 and image_means.std() > 0:
             r = float(np.corrcoef(context_means, image_means)[0, 1])
@@ -166,20 +173,20 @@ def context_sweep_grid(by_mask: Mapping[str, Sequence[tuple[str, str]]], path: s
 
     swept = [(m, pairs) for m, pairs in by_mask.items() if len({c for c, _ in pairs}) > 1]
     # masks with the finding first, then those seen with the most contexts
-    ranked = sorted(swept, key=lambda kv: (not (_grey(kv[0]) > 0).any(), -len({c for c, _ in kv[1]})))[:rows]
+    ranked = sorted(swept, key=lambda kv: (not _mask(kv[0]).any(), -len({c for c, _ in kv[1]})))[:rows]
     if not ranked:
         return None
     tiles = []
-    for mask, pairs in ranked:
-        outline = overlay_mask_outline(np.zeros((side, side), np.float32), _grey(mask, side) > 0)
-        row = [outline]
+    for mask_path, pairs in ranked:
+        mask = _mask(mask_path, side)
+        row = [overlay_mask_outline(np.zeros((side, side), np.float32), mask)]
         seen: set[str] = set()
         for context, image in pairs:
             if context in seen:
                 continue
             seen.add(context)
             row += [overlay_mask_outline(_grey(context, side), np.zeros((side, side), bool)),
-                    overlay_mask_outline(_grey(image, side), _grey(mask, side) > 0)]  # fmt: skip
+                    overlay_mask_outline(_grey(image, side), mask)]  # fmt: skip
             if len(seen) == per_row:
                 break
         tiles.append(row)
@@ -314,17 +321,9 @@ def plot_dice_against_labeled(rows: Sequence[Mapping[str, Any]], anatomy: str, p
 
 
 def _tile(image_path: str | Path, label_path: str | Path, side: int) -> Any:
-    import numpy as np
-    from PIL import Image
-
-    from usgen_monai.data import pil_to_grey
     from usgen_monai.visualize import overlay_mask_outline
 
-    with Image.open(image_path) as im:
-        image = np.asarray(pil_to_grey(im).resize((side, side), Image.BILINEAR), dtype=np.float32) / 255.0
-    with Image.open(label_path) as lb:
-        label = np.asarray(lb.convert("L").resize((side, side), Image.NEAREST)) > 0
-    return overlay_mask_outline(image, label)
+    return overlay_mask_outline(_grey(image_path, side), _mask(label_path, side))
 
 
 def sample_grid(
