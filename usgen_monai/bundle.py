@@ -30,6 +30,7 @@ __all__ = [
     "load_initial_weights",
     "load_model_weights",
     "load_sam_bundle_weights",
+    "sam_eval_prompt",
     "sam_evaluation_metrics",
     "sam_for_training",
     "sam_learning_rate",
@@ -563,6 +564,27 @@ def sam_for_training(network: Any, train_parts: str = "all", checkpoint: str | o
         load_sam_weights(network, checkpoint)
     set_trainable(network, train_parts)
     return network.train()
+
+
+SAM_EVAL_PROMPTS = ("box", "click")
+
+
+def sam_eval_prompt(eval_prompt: str = "box", box_margin: int = 10, label_key: str = "label") -> Any:
+    """The prompt SAM validation and evaluation give each image, simulated from its mask deterministically:
+    ``"box"``: the mask's bounding box widened by ``box_margin`` px per side (the whole image for an empty mask);
+    ``"click"``: one foreground click at the mask's most interior pixel (a background click at the image centre for
+    an empty mask), :py:class:`usgen_monai.transforms.prompts.PointFromMaskd`.
+
+    Raises:
+        ValueError: an unknown ``eval_prompt``.
+    """
+    from usgen_monai.transforms.prompts import BoxFromMaskd, PointFromMaskd
+
+    if eval_prompt not in SAM_EVAL_PROMPTS:
+        raise ValueError(f"eval_prompt must be one of {SAM_EVAL_PROMPTS}, got eval_prompt={eval_prompt!r}.")
+    if eval_prompt == "click":
+        return PointFromMaskd(label_key, empty="background")
+    return BoxFromMaskd(label_key, margin=box_margin, empty="image")
 
 
 def sam_evaluation_metrics(head_circumference: bool | str = False, label_key: str = "label") -> dict[str, Any]:

@@ -188,6 +188,25 @@ def test_evaluate_writes_dice_and_head_circumference_error(trained, data):
     assert (trained / "models" / "model.pt").read_bytes() == before  # evaluation never writes weights
 
 
+def test_evaluate_with_clicks(trained, data, tmp_path):
+    """``--eval_prompt click`` scores one click per image at the mask's most interior pixel (the model sees points
+    and no box); an unknown prompt is refused by name."""
+    metrics_path = tmp_path / "click_metrics.json"
+    _run(trained, data, configs=("train.json", "evaluate.json"), metrics_path=str(metrics_path), eval_prompt="click")
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["prompts"].startswith("one click per image") and 0 <= metrics["metrics"]["test_mean_dice"] <= 1
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update(ConfigParser.load_config_file(str(CONFIGS / "evaluate.json")))
+    parser.update({"dataset_dir": str(data["real"]), "output_dir": str(tmp_path), "eval_prompt": "click", **TINY})
+    item = parser.get_parsed_content("validate#dataset")[0]
+    assert "boxes" not in item and item["points"].shape == (1, 1, 2) and item["point_labels"].tolist() == [[1]]
+    parser["eval_prompt"] = "clik"
+    with pytest.raises(RuntimeError) as error:
+        parser.get_parsed_content("validate#dataset", lazy=False)
+    assert "eval_prompt must be one of ('box', 'click'), got eval_prompt='clik'" in repr(error.value.__cause__)
+
+
 def test_evaluate_scores_on_the_original_grid(data, tmp_path):
     """A perfect model-frame prediction through evaluate.json's pipeline gives the label back on the original,
     non-square grid (no larger than the frame, so exactly), hence Dice 1 and head-circumference error 0."""

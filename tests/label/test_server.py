@@ -40,10 +40,9 @@ from usgen_monai.label.environment import prepare_app, server_command, server_en
 #: over the three studies (each mask non-empty), SAM with a box
 MGCC_MIN_MEAN_DICE = 0.5  # the shipped 0.2.0 weights: 0.95, 0.95, 0.93 on these three studies
 SAM_BOX_MIN_DICE = 0.6
-# the shipped SAM demo weights were trained with box prompts only: one foreground click on this study gave Dice 0.18
-# (boxes: 0.8-0.9). The floor checks that a click yields a mask around it, not a good one; raise it when the weights
-# are trained with simulated clicks as well (issue 11).
-SAM_CLICK_MIN_DICE = 0.1
+# one foreground click on this study: Dice 0.18 with the box-trained 0.2.0 SAM weights, 0.88 with the 0.3.0 weights
+# (fine-tuned with simulated clicks), boxes 0.90-0.91
+SAM_CLICK_MIN_DICE = 0.6
 #: a loose bound on the warm per-request latency (the targets, < 0.5 s, are measured and documented, not asserted:
 #: CI machines are shared)
 MAX_WARM_SECONDS = 3.0

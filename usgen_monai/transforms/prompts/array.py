@@ -12,6 +12,7 @@ the simulator) use ``reverse_indexing=False``.
 
 * :py:class:`BoxFromMask` / :py:class:`RandBoxFromMask`: the mask's bounding box, each side widened by a fixed or a
   random 0-20 px (arXiv 2506.23664 widens by ``randint(0, 20)`` per side).
+* :py:class:`PointFromMask`: the click an annotator gives: the point deepest inside the mask (evaluation).
 * :py:class:`RandPointsFromMask`: foreground points inside the mask, background points outside it.
 * :py:func:`parse_prompts`: checks given prompts (a prompt outside the image, an empty box or a malformed value
   raises a ``ValueError`` naming the item).
@@ -34,11 +35,13 @@ from monai.data.meta_obj import get_track_meta
 from monai.transforms import InvertibleTransform, RandomizableTransform, Transform
 from monai.utils import TraceKeys, TransformBackends
 from monai.utils.type_conversion import convert_to_numpy, convert_to_tensor
+from scipy.ndimage import distance_transform_edt
 from segment_anything.utils.transforms import ResizeLongestSide
 
 __all__ = [
     "BoxFromMask",
     "LongestSideFrame",
+    "PointFromMask",
     "RandBoxFromMask",
     "RandPointsFromMask",
     "ResizeLongestSidePad",
@@ -191,6 +194,62 @@ class RandBoxFromMask(RandomizableTransform):
         if randomize:
             self.randomize()
         return self.box_from_mask(mask, margin=self.margins)
+
+
+class PointFromMask(Transform):
+    """One foreground click at the mask's most interior pixel: the one farthest from the mask's boundary (Euclidean
+    distance transform; of equally deep pixels the one nearest their mean). It is the deterministic click an annotator gives in
+    the middle of a structure, used to evaluate point prompts reproducibly (training draws random clicks with
+    :py:class:`RandPointsFromMask`). When the mask has several components, the click lies in the thickest one.
+
+    Args:
+        reverse_indexing: ``True`` if the mask's first spatial axis is x (MONAI's order); ``False`` for ``(H, W)``.
+        empty: what an empty mask gives: ``"raise"`` (a ``ValueError`` naming the mask) or ``"background"`` (no
+            foreground click and one background click at the image centre, as clicks are trained on images without
+            the finding).
+
+    Example::
+
+        >>> mask = np.zeros((1, 7, 9), np.uint8)      # (C, H, W) with reverse_indexing=False
+        >>> mask[0, 1:6, 2:7] = 1
+        >>> PointFromMask(reverse_indexing=False)(mask)
+        (array([[4, 3]]), array([], shape=(0, 2), dtype=int64))
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(self, reverse_indexing: bool = True, empty: str = "raise") -> None:
+        if empty not in ("raise", "background"):
+            raise ValueError(f"empty must be 'raise' or 'background', got empty={empty!r}.")
+        self.reverse_indexing = reverse_indexing
+        self.empty = empty
+
+    def __call__(self, mask: NdarrayOrTensor) -> tuple[np.ndarray, np.ndarray]:
+        """
+        Args:
+            mask: channel-first 2D mask; any non-zero value of any channel is foreground.
+
+        Returns:
+            ``(foreground, background)``: ``int64`` arrays ``(1, 2)`` and ``(0, 2)`` of ``[x, y]`` in original pixel
+            coordinates (``(0, 2)`` and ``(1, 2)`` for an empty mask with ``empty="background"``).
+
+        Raises:
+            ValueError: the mask is not channel-first 2D, or empty (with ``empty="raise"``).
+        """
+        name = _item_name(mask)
+        grid = _row_major_mask(mask, self.reverse_indexing, name)
+        none = np.zeros((0, 2), dtype=np.int64)
+        if not grid.any():
+            if self.empty == "raise":
+                raise ValueError(f"{name}: the mask is empty, so there is no point inside it to click.")
+            height, width = grid.shape
+            return none, np.asarray([[width // 2, height // 2]], dtype=np.int64)
+        # pad so that a mask touching the image border still has its border counted as boundary
+        depth = distance_transform_edt(np.pad(grid, 1))[1:-1, 1:-1]
+        deepest = np.argwhere(depth == depth.max())
+        # ties (a band of equal depth): the tied pixel nearest their mean, the middle of the band
+        row, col = deepest[int(np.argmin(((deepest - deepest.mean(0)) ** 2).sum(1)))]
+        return np.asarray([[col, row]], dtype=np.int64), none
 
 
 class RandPointsFromMask(RandomizableTransform):

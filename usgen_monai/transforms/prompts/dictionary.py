@@ -38,6 +38,7 @@ from monai.utils import ensure_tuple_rep
 
 from usgen_monai.transforms.prompts.array import (
     BoxFromMask,
+    PointFromMask,
     RandBoxFromMask,
     RandPointsFromMask,
     ResizeLongestSidePad,
@@ -49,6 +50,9 @@ __all__ = [
     "BoxFromMaskD",
     "BoxFromMaskDict",
     "BoxFromMaskd",
+    "PointFromMaskD",
+    "PointFromMaskDict",
+    "PointFromMaskd",
     "RandBoxFromMaskD",
     "RandBoxFromMaskDict",
     "RandBoxFromMaskd",
@@ -100,6 +104,48 @@ class BoxFromMaskd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[self.roi_key] = self.box_from_mask(d[key])
+        return d
+
+
+class PointFromMaskd(MapTransform):
+    """Dictionary-based wrapper of :py:class:`usgen_monai.transforms.prompts.PointFromMask`: writes the click at the
+    mask's most interior pixel to ``foreground_key`` (or, for an empty mask with ``empty="background"``, a click at
+    the image centre to ``background_key``).
+
+    Args:
+        keys: the mask key (one). See also: :py:class:`monai.transforms.MapTransform`.
+        foreground_key: where the foreground point ``[[x, y]]`` goes.
+        background_key: where the background point of an empty mask goes.
+        reverse_indexing: ``True`` if the mask's first spatial axis is x (MONAI's order).
+        empty: ``"raise"`` or ``"background"`` for an empty mask.
+        allow_missing_keys: don't raise an exception if the mask key is missing.
+    """
+
+    backend = PointFromMask.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        foreground_key: str = "foreground",
+        background_key: str = "background",
+        reverse_indexing: bool = True,
+        empty: str = "raise",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        _mask_key(self)
+        self.foreground_key = foreground_key
+        self.background_key = background_key
+        self.point_from_mask = PointFromMask(reverse_indexing=reverse_indexing, empty=empty)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            foreground, background = self.point_from_mask(d[key])
+            if len(foreground):
+                d[self.foreground_key] = foreground
+            if len(background):
+                d[self.background_key] = background
         return d
 
 
@@ -357,6 +403,7 @@ class ResizeLongestSidePadd(MapTransform, InvertibleTransform):
 
 
 BoxFromMaskD = BoxFromMaskDict = BoxFromMaskd
+PointFromMaskD = PointFromMaskDict = PointFromMaskd
 RandBoxFromMaskD = RandBoxFromMaskDict = RandBoxFromMaskd
 RandPointsFromMaskD = RandPointsFromMaskDict = RandPointsFromMaskd
 ResizeLongestSidePadD = ResizeLongestSidePadDict = ResizeLongestSidePadd
