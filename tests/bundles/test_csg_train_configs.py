@@ -92,6 +92,28 @@ def test_refiner_config_trains_on_the_autoencoders_reconstructions(trained_autoe
     assert {"refiner", "discriminator", "optimizer", "d_optimizer", "trainer"} <= set(rolling["state_dicts"])
 
 
+def test_refiner_fine_tunes_from_given_weights_on_a_user_dataset(trained_autoencoder, tmp_path):
+    """``train_refiner.json --pretrained_path`` starts from given refiner weights (the shipped ones, to adapt the
+    speckle to a user's images) and trains on the user's data set."""
+    from usgen_monai.data.layouts import simulate_dataset
+
+    models = trained_autoencoder / "models"
+    busi = tmp_path / "busi"
+    simulate_dataset(busi, preset="breast", num=4, layout="busi", size=(64, 64), seed=5)
+    overrides = {**TINY_REFINER, "dataset_dir": str(busi), "presets": ["breast"], "batch_size": 2,
+                 "autoencoder_path": str(models / "autoencoder.pt"), "pretrained_path": str(models / "refiner.pt")}
+    parser = ConfigParser()
+    parser.read_config(_files("train_refiner.json"))
+    parser.update({**overrides, "output_dir": str(tmp_path / "runs"), "ckpt_dir": str(tmp_path / "tuned")})
+    parser.get_parsed_content("initialize")
+    given = torch.load(models / "refiner.pt", weights_only=True)["state_dicts"]["refiner"]
+    start = parser.get_parsed_content("network_def").state_dict()
+    assert all(torch.equal(start[k], given[k]) for k in given)
+    _train("train_refiner.json", tmp_path, max_epochs=1, **overrides)
+    tuned = torch.load(tmp_path / "models" / "refiner.pt", weights_only=True)["state_dicts"]["refiner"]
+    assert any(not torch.equal(tuned[k], given[k]) for k in given)
+
+
 def test_autoencoder_config_writes_weights_with_the_latent_scale_factor(trained_autoencoder):
     data = torch.load(trained_autoencoder / "models" / "autoencoder.pt", weights_only=True)
     assert set(data["state_dicts"]) == {"autoencoder"}  # shipped file: the network only

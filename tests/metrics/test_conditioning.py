@@ -11,6 +11,7 @@ import torch
 
 from usgen_monai.metrics import (
     context_effect,
+    false_finding_rate,
     label_map_fragmentation,
     mask_consistency,
     pairwise_ms_ssim,
@@ -71,9 +72,27 @@ def test_mask_consistency_ratio():
     assert out["dice_real"] == pytest.approx(5 / 6, abs=1e-7)
     assert out["dice_generated"] == pytest.approx(2 / 3, abs=1e-7)
     assert out["ratio"] == pytest.approx((2 / 3) / (5 / 6), abs=1e-6)  # 4/5
-    assert set(out) == {"dice_generated", "dice_real", "ratio"}
+    assert out["images_with_finding_generated"] == out["images_with_finding_real"] == 4
+    assert out["images_without_finding_generated"] == 0 and math.isnan(out["false_finding_rate_generated"])
     missed = mask_consistency(_oracle, generated, masks, torch.zeros_like(real), masks)
     assert missed["dice_real"] == 0.0 and math.isnan(missed["ratio"])
+
+
+def test_empty_masks_are_reported_by_their_false_findings():
+    """Dice covers the images with the finding; in those without it, what counts is whether the segmenter finds a
+    target anyway (at least min_pixels of it)."""
+    masks = torch.cat([_square_masks(2), torch.zeros(4, 1, 32, 32)])
+    real = masks * 0.9 + 0.05  # dark where the mask is empty
+    generated = real.clone()
+    generated[2, :, :4, :4] = 0.95  # 16 bright pixels: a finding at min_pixels 16
+    generated[3, :, :3, :3] = 0.95  # 9: too small to count
+    out = mask_consistency(_oracle, generated, masks, real, masks)
+    assert out["dice_generated"] == pytest.approx(1.0, abs=1e-7) and out["ratio"] == pytest.approx(1.0, abs=1e-6)
+    assert out["images_with_finding_generated"] == 2 and out["images_without_finding_generated"] == 4
+    assert out["false_finding_rate_generated"] == pytest.approx(1 / 4) and out["false_finding_rate_real"] == 0.0
+    assert false_finding_rate(_oracle, generated, masks, min_pixels=9) == pytest.approx(2 / 4)
+    assert false_finding_rate(_oracle, generated, masks, min_pixels=9, batch_size=1) == pytest.approx(2 / 4)
+    assert math.isnan(false_finding_rate(_oracle, generated[:2], masks[:2]))
 
 
 def _ms_ssim_of_constants(a, b, size):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from .conditioning import (
     context_effect,
+    false_finding_rate,
     label_map_fragmentation,
     mask_consistency,
     pairwise_ms_ssim,
@@ -38,6 +39,7 @@ __all__ = [
     "compare_speckle_statistics",
     "context_effect",
     "extract_features",
+    "false_finding_rate",
     "frechet_distance",
     "head_circumference",
     "head_circumference_error",

@@ -12,7 +12,14 @@ import numpy as np
 import torch
 from monai.metrics import DiceMetric, MultiScaleSSIMMetric
 
-__all__ = ["segmentation_dice", "mask_consistency", "pairwise_ms_ssim", "context_effect", "label_map_fragmentation"]
+__all__ = [
+    "segmentation_dice",
+    "false_finding_rate",
+    "mask_consistency",
+    "pairwise_ms_ssim",
+    "context_effect",
+    "label_map_fragmentation",
+]
 
 
 @torch.no_grad()
@@ -43,27 +50,81 @@ def segmentation_dice(
     return float(metric.aggregate())
 
 
+@torch.no_grad()
+def false_finding_rate(
+    segmenter: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    min_pixels: int = 16,
+    batch_size: int = 32,
+    threshold: float = 0.5,
+) -> float:
+    """Share of the images whose mask is empty in which a binary segmenter finds the target anyway (at least
+    ``min_pixels`` foreground pixels): what Dice cannot score, e.g. a lesion drawn into a normal breast.
+
+    Args:
+        segmenter: ``(B, C, H, W)`` images -> ``(B, 1, H, W)`` logits.
+        images: ``(N, C, H, W)`` images.
+        masks: ``(N, 1, H, W)`` binary masks; only the empty ones count.
+        min_pixels: predicted foreground pixels that make a finding.
+        batch_size: images per segmenter call.
+        threshold: foreground where ``sigmoid(logits) > threshold``.
+
+    Returns:
+        the share in [0, 1]; NaN when no mask is empty.
+    """
+    empty = masks.flatten(1).sum(1) == 0
+    if not bool(empty.any()):
+        return float("nan")
+    images = images[empty]
+    found = 0
+    for i in range(0, len(images), batch_size):
+        pred = torch.sigmoid(segmenter(images[i : i + batch_size])) > threshold
+        found += int((pred.flatten(1).sum(1) >= min_pixels).sum())
+    return found / len(images)
+
+
 def mask_consistency(
     segmenter, generated: torch.Tensor, conditioning_masks: torch.Tensor, real: torch.Tensor, real_masks: torch.Tensor
 ) -> dict[str, float]:
     """How well generated images respect the mask that conditioned them.
 
     An independent segmenter trained on real images segments the generated images; its Dice against the
-    conditioning masks is compared with its Dice on real images (the best a perfect generator could score).
+    conditioning masks is compared with its Dice on real images (the best a perfect generator could score). Dice is
+    taken over the images that contain the finding (non-empty masks); images with an empty mask are reported
+    separately, by how often the segmenter finds a target in them (:py:func:`false_finding_rate`).
 
     Args:
-        segmenter: ``(B, C, H, W)`` images -> ``(B, 1, H, W)`` logits (see :py:func:`segmentation_dice`).
+        segmenter: ``(B, C, H, W)`` images -> ``(B, 1, H, W)`` logits (see :py:func:`segmentation_dice`); use one
+            trained without augmentations that hide texture differences (blur, noise), or texture errors go unseen.
         generated: ``(N, C, H, W)`` generated images.
         conditioning_masks: ``(N, 1, H, W)`` the masks they were generated from.
         real: ``(M, C, H, W)`` real images.
         real_masks: ``(M, 1, H, W)`` their masks.
 
     Returns:
-        {"dice_generated", "dice_real", "ratio"} where ratio = dice_generated / dice_real (NaN if dice_real is 0).
+        ``dice_generated``, ``dice_real``, ``ratio`` = dice_generated / dice_real (NaN if dice_real is 0), over the
+        images with the finding (``images_with_finding_generated`` / ``_real`` of them); ``false_finding_rate_generated``
+        / ``_real`` over the images without it (NaN when there are none; ``images_without_finding_generated`` /
+        ``_real``).
     """
     gen = segmentation_dice(segmenter, generated, conditioning_masks)
     ref = segmentation_dice(segmenter, real, real_masks)
-    return {"dice_generated": gen, "dice_real": ref, "ratio": gen / ref if ref > 0 else float("nan")}
+
+    def with_finding(masks: torch.Tensor) -> int:
+        return int((masks.flatten(1).sum(1) > 0).sum())
+
+    return {
+        "dice_generated": gen,
+        "dice_real": ref,
+        "ratio": gen / ref if ref > 0 else float("nan"),
+        "images_with_finding_generated": with_finding(conditioning_masks),
+        "images_with_finding_real": with_finding(real_masks),
+        "false_finding_rate_generated": false_finding_rate(segmenter, generated, conditioning_masks),
+        "false_finding_rate_real": false_finding_rate(segmenter, real, real_masks),
+        "images_without_finding_generated": len(conditioning_masks) - with_finding(conditioning_masks),
+        "images_without_finding_real": len(real_masks) - with_finding(real_masks),
+    }
 
 
 def pairwise_ms_ssim(images: torch.Tensor, max_pairs: int = 200, seed: int = 0) -> float:
