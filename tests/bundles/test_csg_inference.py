@@ -205,6 +205,29 @@ def test_default_run_writes_pairs_and_datalist(models, tmp_path):
         np.testing.assert_array_equal(np.asarray(im), pair.label.numpy())
 
 
+def test_pairs_at_another_size_than_the_weights_were_trained_at(models, tmp_path):
+    """``--image_size`` generates at another size (weights trained at 32x32 here, as 256 weights give 128 pairs):
+    the latent grid scales, the record says the size and regenerates at it; a size the autoencoder cannot divide
+    is refused by name."""
+    items = _run(models, tmp_path / "out", image_size=[48, 64])
+    with Image.open(items[0]["image"]) as im:
+        assert im.size == (64, 48)  # PIL: (width, height)
+    with Image.open(items[0]["label"]) as im:
+        assert im.size == (64, 48)
+    assert items[0]["provenance"]["image_size"] == [48, 64]
+    parser = ConfigParser()
+    parser.read_config(INFERENCE_FILES)
+    parser.update({**TINY, "bundle_root": str(REPO / "bundles" / "csg"), "ckpt_dir": str(models),
+                   "image_size": [48, 64], "few_step_steps": 2})  # fmt: skip
+    pair = parser.get_parsed_content("generator").regenerate(items[0])
+    with Image.open(items[0]["image"]) as im:
+        np.testing.assert_array_equal(np.asarray(im), np.round(pair.image.double().numpy() * 255).astype(np.uint8))
+    parser["image_size"] = [33, 64]
+    with pytest.raises(RuntimeError) as error:
+        parser.get_parsed_content("generator", lazy=False)
+    assert "image_size [33, 64] must be divisible by 2" in str(error.value.__cause__)
+
+
 def test_overrides_reach_the_pairs(models, tmp_path):
     items = _run(
         models,

@@ -170,6 +170,9 @@ class PairGenerator:
             without a refiner is regenerated without one, so older records stay reproducible.
         refine_speckle: apply ``refiner`` to new samples; ``False`` generates the decoder's images (records made
             with the refiner still regenerate with it).
+        image_size: ``(H, W)`` of the pairs; ``None`` = the size the translator was trained at (``constants``). The
+            networks are convolutional, so another size divisible by the autoencoder's downsampling works (e.g. 128
+            with weights fine-tuned at 256); the latent grid scales with it.
 
     Example::
 
@@ -198,6 +201,7 @@ class PairGenerator:
         progress: bool = True,
         refiner: nn.Module | None = None,
         refine_speckle: bool = True,
+        image_size: Sequence[int] | None = None,
     ) -> None:
         missing = [
             k
@@ -222,12 +226,21 @@ class PairGenerator:
         self.autoencoder = decoder
         self.class_names = tuple(constants["class_names"])
         self.vocabulary = ContextVocabulary.from_dict(constants["context_vocabulary"])
-        self.image_size = size_2d(constants["image_size"])
-        self.latent_shape = tuple(int(s) for s in constants["latent_shape"])
+        trained_size = size_2d(constants["image_size"])
+        trained_latent = tuple(int(s) for s in constants["latent_shape"])
+        factor = trained_size[0] // trained_latent[1]
+        self.image_size = trained_size if image_size is None else size_2d(image_size)
+        if any(s % factor for s in self.image_size):
+            raise ValueError(
+                f"image_size {list(self.image_size)} must be divisible by {factor}, the autoencoder's downsampling."
+            )
+        self.latent_shape = (trained_latent[0], *(s // factor for s in self.image_size))
         self.scale_factor = float(constants["latent_scale_factor"])
         if sampler.latent_shape is not None and tuple(sampler.latent_shape) != self.latent_shape:
             raise ValueError(
-                f"sampler latent_shape {sampler.latent_shape} differs from the checkpoint's {list(self.latent_shape)}."
+                f"sampler latent_shape {list(sampler.latent_shape)} does not fit image_size {list(self.image_size)} "
+                f"(latent {list(self.latent_shape)} with the checkpoint's {trained_latent[0]} channels and "
+                f"{factor}x downsampling)."
             )
         if abs(sampler.scale_factor - self.scale_factor) > 1e-12:
             raise ValueError(
@@ -239,12 +252,6 @@ class PairGenerator:
                 raise ValueError(
                     f"the autoencoder's latent_scale_factor {ae_scale} differs from the {self.scale_factor} the "
                     "translator was trained with; the two checkpoints do not belong together."
-                )
-            ae_size = autoencoder_constants.get("image_size")
-            if ae_size is not None and size_2d(ae_size) != self.image_size:
-                raise ValueError(
-                    f"the autoencoder was trained at image_size {list(ae_size)}, the translator at "
-                    f"{list(self.image_size)}."
                 )
         if not isinstance(mask_source, MaskSource):
             raise ValueError(f"mask_source must be a MaskSource, got {type(mask_source).__name__}.")
