@@ -20,7 +20,8 @@ simulator: other physics, other tissue geometry); its ``--train`` part trains, i
    only (``train_segmenter.json --dataset_dir``; no augmentation that hides texture), on images with the finding, and
    how often it finds a lesion in images generated from empty masks.
 
-Every step keeps its output and is skipped when rerun (delete its folder to redo it). Writes ``--out`` (JSON) and
+Every step keeps its output and is skipped when rerun (delete its folder to redo it); the wall time of each step
+is kept in ``WORK/seconds.json`` and reported. Writes ``--out`` (JSON) and
 ``--figure`` (real vs generated, masks outlined).
 
     OMP_NUM_THREADS=1 python benchmarks/csg_own_data.py --train runs/pymust/train --test runs/pymust/test \\
@@ -151,7 +152,7 @@ def figure(path: Path, real, real_masks, columns: dict[str, tuple[torch.Tensor, 
                 ax.set_title(title, fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=72)
     plt.close(fig)
 
 
@@ -174,7 +175,8 @@ def main() -> None:
 
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {}
+    seconds_file = work / "seconds.json"  # each step's wall time, kept across reruns that skip the step
+    seconds: dict[str, float] = json.loads(seconds_file.read_text()) if seconds_file.exists() else {}
     train_pairs, test_pairs = busi_pairs(args.train), busi_pairs(args.test)
     train = _tensor([_grey(i) for i, _ in train_pairs])
     test = _tensor([_grey(i) for i, _ in test_pairs])
@@ -200,10 +202,14 @@ def main() -> None:
                 pretrained_path=str(SHIPPED / "refiner.pt"), autoencoder_path=str(SHIPPED / "autoencoder.pt"), ckpt_dir=str(refiner_path.parent),
                 output_dir=str(work / "refiner"),
             )  # fmt: skip
-    stage1_file = work / f"stage1_{'user' if args.train_refiner else 'shipped'}_refiner.json"
-    if not stage1_file.exists():
-        stage1_file.write_text(json.dumps(stage1_metrics(train[: len(test)], test, refiner_path, c2st), indent=2))
-    stage1 = json.loads(stage1_file.read_text())
+    stage1 = {}
+    for name, path in (("shipped_refiner", SHIPPED / "refiner.pt"), ("user_refiner", refiner_path)):
+        if name == "user_refiner" and not args.train_refiner:
+            continue
+        stage1_file = work / f"stage1_{name}.json"
+        if not stage1_file.exists():
+            stage1_file.write_text(json.dumps(stage1_metrics(train[: len(test)], test, path, c2st), indent=2))
+        stage1[name] = json.loads(stage1_file.read_text())
     print("stage 1:", json.dumps(stage1), flush=True)
 
     # 2. the ControlNet fine-tuned with the base frozen: the shipped one, and a new one copied from the base
@@ -263,7 +269,8 @@ def main() -> None:
         }
         columns[f"CSG, {name.replace('_', ' ')}"] = (generated, generated_masks)
         print(name, json.dumps(results["generators"][name]), flush=True)
-    results["seconds_this_run"] = seconds
+    seconds_file.write_text(json.dumps(seconds, indent=2))
+    results["seconds_per_step"] = seconds
     if args.figure:
         figure(args.figure, test, test_masks, columns)
     text = json.dumps(results, indent=2, default=str)
