@@ -276,11 +276,11 @@ def test_sam_box_uses_the_cached_embedding(server):
 
 
 def test_sam_clicks(server):
-    from scipy.ndimage import distance_transform_edt
+    from usgen_monai.transforms.prompts import PointFromMask
 
     study = server.studies["us_png"]
-    row, col = np.unravel_index(np.argmax(distance_transform_edt(study.mask)), study.mask.shape)
-    inside = [int(col), int(row)]  # the lesion pixel farthest from its border, as an annotator would click
+    # the lesion pixel farthest from its border, as an annotator would click (and as SAM's evaluation clicks)
+    inside = PointFromMask(reverse_indexing=False)(study.mask[None])[0][0].tolist()
     code, meta, mask, _ = server.infer("sam", "us_png", foreground=[inside], background=[[2, 2]])
     assert code == 200, meta
     assert mask.shape == study.mask.shape and set(np.unique(mask)) <= {0, 1}

@@ -198,9 +198,10 @@ class RandBoxFromMask(RandomizableTransform):
 
 class PointFromMask(Transform):
     """One foreground click at the mask's most interior pixel: the one farthest from the mask's boundary (Euclidean
-    distance transform; of equally deep pixels the one nearest their mean). It is the deterministic click an annotator gives in
-    the middle of a structure, used to evaluate point prompts reproducibly (training draws random clicks with
-    :py:class:`RandPointsFromMask`). When the mask has several components, the click lies in the thickest one.
+    distance transform; of equally deep pixels the one nearest their mean). It is the deterministic click an
+    annotator gives in the middle of a structure, used to evaluate point prompts reproducibly (training draws random
+    clicks with :py:class:`RandPointsFromMask`). When the mask has several components, the click lies in the
+    thickest one.
 
     Args:
         reverse_indexing: ``True`` if the mask's first spatial axis is x (MONAI's order); ``False`` for ``(H, W)``.
