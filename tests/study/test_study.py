@@ -227,3 +227,27 @@ def test_study_command_errors(tmp_path, capsys):
     assert not (tmp_path / "y").exists() and not (tmp_path / "z").exists()  # refused before any data is made
     with pytest.raises(ValueError, match="unknown arm"):
         run_study(tmp_path / "x", StudySettings(anatomies=("breast",), **{**TINY, "arms": ("sam_magic",)}))
+
+
+def test_sam_arms_fine_tune_a_given_checkpoint(tmp_path):
+    import torch
+
+    from usgen_monai.networks import build_sam
+
+    start = build_sam("tiny")
+    checkpoint = tmp_path / "foundation.pt"
+    torch.save(start.state_dict(), checkpoint)
+    settings = StudySettings(anatomies=("breast",), **{**TINY, "arms": ("sam_real",), "sam_architecture": "tiny",
+                                                       "sam_checkpoint": str(checkpoint)})  # fmt: skip
+    document = run_study(tmp_path / "out", settings, progress=False)
+    assert not document["failures"]
+    tuned = torch.load(tmp_path / "out" / "cells" / "breast" / "n004" / "seed0" / "sam_real" / "model.pt",
+                       weights_only=True)  # fmt: skip
+    # the bundle's fine-tuning of a checkpoint: image and prompt encoders frozen, mask decoder trained
+    encoder = [k for k in tuned if k.startswith("image_encoder.")]
+    assert encoder and all(torch.equal(tuned[k], start.state_dict()[k]) for k in encoder)
+    decoder = [k for k in tuned if k.startswith("mask_decoder.") and tuned[k].is_floating_point()]
+    assert any(not torch.equal(tuned[k], start.state_dict()[k]) for k in decoder)
+    assert "fine-tuned from `foundation.pt`" in (tmp_path / "out" / "report.md").read_text()
+    with pytest.raises(ValueError, match="no such file"):
+        run_study(tmp_path / "x", StudySettings(anatomies=("breast",), **{**TINY, "sam_checkpoint": str(tmp_path / "no.pt")}))

@@ -301,6 +301,7 @@ def _sam_arm(with_synthetic: bool):
                 "checkpoint_interval": max(1, epochs // 10),
                 "seed": cell.seed,
                 **({"learning_rate": settings.sam_learning_rate} if settings.sam_learning_rate else {}),
+                **({"checkpoint": str(Path(settings.sam_checkpoint).resolve())} if settings.sam_checkpoint else {}),
             },
             folder / "train.log",
         )

@@ -80,6 +80,10 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segmenter-learning-rate", type=float, default=None, help="their Adam learning rate")
     parser.add_argument("--sam-learning-rate", type=float, default=None, help="the SAM arms' learning rate")
     parser.add_argument("--sam-architecture", default=None, help="the SAM arms' configuration (small, tiny)")
+    parser.add_argument(
+        "--sam-checkpoint", default=None,
+        help="a checkpoint of that configuration the SAM arms fine-tune (default: trained from scratch)",
+    )
     parser.add_argument("--bundles-dir", default=None, help="folder holding the bundles (default: the repository's)")
     parser.add_argument(
         "--in-process", action="store_true", default=None,
@@ -112,6 +116,7 @@ def _settings(args: argparse.Namespace) -> Any:
         "segmenter_learning_rate": args.segmenter_learning_rate,
         "sam_learning_rate": args.sam_learning_rate,
         "sam_architecture": args.sam_architecture,
+        "sam_checkpoint": args.sam_checkpoint,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
     if args.dataset_dir and "anatomies" not in changes:
@@ -147,6 +152,8 @@ def run_study(
     # settings every cell would trip over, refused before hours of generator training
     if any(ARMS[a][0] == "sam" for a in settings.arms if a in ARMS) and settings.sam_architecture not in SAM_ARCHITECTURES:
         raise ValueError(f"unknown SAM architecture {settings.sam_architecture!r}; one of {sorted(SAM_ARCHITECTURES)}.")
+    if settings.sam_checkpoint and not Path(settings.sam_checkpoint).is_file():
+        raise ValueError(f"--sam-checkpoint {settings.sam_checkpoint}: no such file.")
     if settings.segmenter_optimizer not in ("adam", "sgd"):
         raise ValueError(f"segmenter_optimizer must be 'adam' or 'sgd', got {settings.segmenter_optimizer!r}.")
     if settings.nproc_per_node > 1 and settings.in_process:

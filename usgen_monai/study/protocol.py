@@ -57,7 +57,9 @@ class StudySettings:
         segmenter_learning_rate: Adam learning rate of the MGCC bundle arms.
         sam_learning_rate: Adam learning rate of the SAM arms (``None``: the SAM bundle's ``auto``).
         sam_architecture: the SAM arms' configuration (``small``: 256 x 256 input; ``tiny``: 64 x 64, a tenth of
-            the cost; see :py:data:`usgen_monai.networks.sam.SAM_ARCHITECTURES`), trained from scratch.
+            the cost; see :py:data:`usgen_monai.networks.sam.SAM_ARCHITECTURES`).
+        sam_checkpoint: a checkpoint of that configuration the SAM arms fine-tune (the SAM bundle's ``--checkpoint``:
+            mask decoder trained, encoders frozen); ``""``: trained from scratch.
         generator_iterations: ControlNet fine-tuning iterations of a cell's generator.
         num_synthetic: pairs the cell's generator writes.
         num_test, num_labeled_pool, num_unlabeled_pool: simulator images per part (a user's data set is split
@@ -87,6 +89,7 @@ class StudySettings:
     segmenter_learning_rate: float = 1e-3
     sam_learning_rate: float | None = None
     sam_architecture: str = "small"
+    sam_checkpoint: str = ""
     generator_iterations: int = 400
     num_synthetic: int = 200
     num_test: int = 100

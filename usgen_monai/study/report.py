@@ -341,6 +341,16 @@ def sample_grid(
     return Path(path)
 
 
+def _sam_start(settings: Mapping[str, Any]) -> str:
+    architecture = settings.get("sam_architecture", "small")
+    if settings.get("sam_checkpoint"):
+        return (
+            f"SAM is the `{architecture}` configuration fine-tuned from `{Path(settings['sam_checkpoint']).name}` "
+            "(its mask decoder trained, image and prompt encoders frozen; that checkpoint saw none of these data)."
+        )
+    return f"SAM is the `{architecture}` configuration trained from scratch (no published checkpoint)."
+
+
 def write_report(
     out: str | Path,
     results: Sequence[Mapping[str, Any]],
@@ -403,8 +413,7 @@ def write_report(
         "Validation (model selection) uses the cell's own labelled pairs only.",
         "- Which data trained which model: each segmenter sees its cell's N labelled pairs; `mgcc_real` also the "
         "images (no masks) of the unlabelled pool; `mgcc_csg` the images its cell's generator wrote, `sam_csg` its "
-        f"pairs. SAM is the `{settings.get('sam_architecture', 'small')}` configuration trained from scratch (no "
-        "published checkpoint). Each cell's "
+        f"pairs. {_sam_start(settings)} Each cell's "
         "generator learns its mask branch (a new ControlNet) from that cell's N pairs alone, its masks are those N "
         "masks and its context bank those N images; it keeps the CSG bundle's shipped autoencoder, base denoiser "
         "and speckle refiner, which were trained on simulator images of all presets (not on the test images).",

@@ -1,0 +1,236 @@
+"""The SAM bundle's study: real-only against real + CSG synthetic fine-tuning, for 4, 8, 16 and 32 real pairs.
+
+The question of arXiv:2506.23664 (fetal head): does a pretrained SAM fine-tuned on a few real pairs get better when
+mask-guided synthetic pairs are added? Here on the simulator's ``fetal_head`` and ``breast`` presets, box prompts,
+the bundle's ``small`` configuration, 3 seeds per cell, through the package's study (``usgen_monai.study``: test set
+held out from everything, each cell's CSG generator trained on that cell's real pairs alone).
+
+The published SAM checkpoints are pretrained on SA-1B (natural images, not the target). Offline there is none, and
+the small configuration trained from scratch on 4-32 pairs learns little, so this study makes its own stand-in:
+
+1. **foundation** (per target anatomy): the small SAM trained from scratch on every tissue class of the *other two*
+   presets (one item per image and class: "segment anything" in that image, box prompts), so it has never seen the
+   target anatomy, like SAM has never seen the fetal head; ``WORK/foundation_<anatomy>/model.pt``.
+2. **study**: ``usgen-monai study --arms sam_real,sam_csg --labeled-sizes 4,8,16,32 --seeds 0,1,2 --sam-checkpoint``
+   with that foundation (mask decoder fine-tuned, encoders frozen, as the paper), ``WORK/study_<anatomy>``.
+3. **results**: the table (mean +- sd of Dice and, for the fetal head, head-circumference error) to ``--out`` and
+   the figure (Dice against real pairs) to ``--figure``.
+
+Every step keeps its output and resumes when rerun (the bundle's rolling checkpoints, the study's finished cells).
+
+    OMP_NUM_THREADS=1 python benchmarks/sam_study.py --work runs/sam_study \\
+        --out benchmarks/results/sam_study.json --figure bundles/sam/docs/figures/sam_study.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SAM = REPO / "bundles" / "sam"
+PRESETS = ("breast", "fetal_head", "msk")
+SIZE = 128  # the CSG bundle's trained size, so real and generated images share a grid
+MIN_OBJECT_PIXELS = 48
+
+
+def _simulate(preset: str, out: Path, num: int, seed: int) -> Path:
+    if not (out / "datalist.json").is_file():
+        subprocess.run(
+            [sys.executable, "-m", "usgen_monai", "simulate", "--preset", preset, "--num", str(num), "--layout",
+             "monai", "--size", str(SIZE), "--seed", str(seed), "--out", str(out), "--quiet", "--overwrite"],
+            check=True,
+        )  # fmt: skip
+    return out / "datalist.json"
+
+
+def object_datalist(work: Path, presets: tuple[str, ...], num_per_preset: int) -> Path:
+    """One item per simulated image and tissue class (a binary mask of that class), for the given presets:
+    ``training`` and ``validation`` lists, written to ``work/objects.json``."""
+    out = work / "objects.json"
+    if out.is_file():
+        return out
+    parts: dict[str, list[dict]] = {"training": [], "validation": []}
+    masks = work / "objects"
+    masks.mkdir(parents=True, exist_ok=True)
+    for preset in presets:
+        datalist_path = _simulate(preset, work / preset, num_per_preset, seed=31 + PRESETS.index(preset))
+        datalist = json.loads(datalist_path.read_text(encoding="utf-8"))
+        for part, items in (("training", datalist["training"]), ("validation", datalist["validation"][:16])):
+            for item in items:
+                label_map = np.asarray(Image.open(datalist_path.parent / item["label_multiclass"]))
+                stem = Path(item["image"]).stem
+                for value in np.unique(label_map):
+                    if value == 0 or (label_map == value).sum() < MIN_OBJECT_PIXELS:
+                        continue
+                    name = f"{preset}_{stem}_class{value}.png"
+                    Image.fromarray(((label_map == value) * 255).astype(np.uint8)).save(masks / name)
+                    parts[part].append(
+                        {"image": str((datalist_path.parent / item["image"]).relative_to(work)),
+                         "label": f"objects/{name}"}
+                    )  # fmt: skip
+    (work / "objects.tmp").write_text(json.dumps(parts, indent=1), encoding="utf-8")
+    os.replace(work / "objects.tmp", out)
+    return out
+
+
+def foundation(work: Path, target: str, iterations: int, num_per_preset: int) -> Path:
+    """The small SAM trained from scratch on the tissue classes of the presets other than ``target``."""
+    folder = work / f"foundation_{target}"
+    model = folder / "model.pt"
+    done = folder / "done.json"
+    if done.is_file():
+        return model
+    folder.mkdir(parents=True, exist_ok=True)
+    datalist = object_datalist(folder, tuple(p for p in PRESETS if p != target), num_per_preset)
+    per_epoch = 200
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(SAM / "configs" / "train.json"),
+         "--bundle_root", str(SAM), "--dataset_dir", str(datalist), "--architecture", "small",
+         "--train_mode", "full", "--learning_rate", "0.0003", "--batch_size", "4",
+         "--samples_per_epoch", str(per_epoch * 4), "--max_epochs", str(max(1, iterations // per_epoch)),
+         "--ckpt_dir", str(folder), "--output_dir", str(folder / "runs"), "--progress", "false"],
+        check=True,
+    )  # fmt: skip
+    done.write_text(json.dumps({"seconds": round(time.perf_counter() - start, 1)}), encoding="utf-8")
+    return model
+
+
+STUDY_ARGS = (
+    "--arms", "sam_real,sam_csg", "--labeled-sizes", "4,8,16,32", "--seeds", "0,1,2",
+    "--sam-architecture", "small", "--simulator-image-size", str(SIZE),
+    "--segmenter-iterations", "200", "--generator-iterations", "60", "--num-synthetic", "32",
+    "--num-test", "48", "--num-labeled-pool", "32", "--num-unlabeled-pool", "48", "--in-process",
+)  # fmt: skip
+
+
+def study(work: Path, anatomy: str, sam_learning_rate: float, workers: int) -> Path:
+    """``usgen-monai study`` on ``anatomy`` with the SAM arms fine-tuned from its foundation; resumes."""
+    out = work / f"study_{anatomy}"
+    subprocess.run(
+        [sys.executable, "-m", "usgen_monai", "study", "--out", str(out), "--anatomy", anatomy, *STUDY_ARGS,
+         "--sam-checkpoint", str(work / f"foundation_{anatomy}" / "model.pt"),
+         "--sam-learning-rate", str(sam_learning_rate), "--workers", str(workers)],
+        check=True,
+    )  # fmt: skip
+    return out / "results.json"
+
+
+def _stat(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def collect(work: Path, anatomies: list[str]) -> dict:
+    """Per anatomy, N and arm: Dice (and HC error) mean and sd over seeds, the per-seed values, and the paired
+    difference real + synthetic minus real-only."""
+    document: dict = {"protocol": {}, "rows": []}
+    for anatomy in anatomies:
+        results = json.loads((work / f"study_{anatomy}" / "results.json").read_text(encoding="utf-8"))
+        done = json.loads((work / f"foundation_{anatomy}" / "done.json").read_text(encoding="utf-8"))
+        document["protocol"][anatomy] = {
+            "study_settings": results["settings"],
+            "foundation": {
+                "trained_on": [p for p in PRESETS if p != anatomy],
+                "what": "every tissue class of simulated images of those presets, one item per image and class, box prompts",
+                "seconds": done["seconds"],
+            },
+            "generators": [
+                {k: g.get(k) for k in ("num_labeled", "seed", "trained_on", "train_seconds", "generate_seconds")}
+                for g in results["generators"]
+            ],
+            "failures": results["failures"],
+        }
+        cells = results["cells"]
+        for n in sorted({c["num_labeled"] for c in cells}):
+            by_arm = {
+                arm: {c["seed"]: c for c in cells if c["num_labeled"] == n and c["arm"] == arm and "dice" in c}
+                for arm in ("sam_real", "sam_csg")
+            }
+            row = {"anatomy": anatomy, "num_labeled": n}
+            for arm, by_seed in by_arm.items():
+                row[f"{arm}_dice"] = {s: c["dice"] for s, c in sorted(by_seed.items())}
+                row[f"{arm}_dice_mean"], row[f"{arm}_dice_sd"] = _stat(list(row[f"{arm}_dice"].values()))
+                if anatomy == "fetal_head":
+                    hc = [c.get("hc_abs_error_mm") for c in by_seed.values()]
+                    row[f"{arm}_hc_mm_mean"], row[f"{arm}_hc_mm_sd"] = _stat(hc)
+            seeds = sorted(set(by_arm["sam_real"]) & set(by_arm["sam_csg"]))
+            gains = [by_arm["sam_csg"][s]["dice"] - by_arm["sam_real"][s]["dice"] for s in seeds]
+            row["gain_mean"], row["gain_sd"] = _stat(gains)
+            row["num_seeds"] = len(seeds)
+            document["rows"].append(row)
+        document["protocol"][anatomy]["quality"] = results.get("quality_summary")
+    return document
+
+
+def plot(document: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    anatomies = sorted({r["anatomy"] for r in document["rows"]})
+    fig, axes = plt.subplots(1, len(anatomies), figsize=(5 * len(anatomies), 3.6), squeeze=False)
+    for ax, anatomy in zip(axes[0], anatomies):
+        rows = [r for r in document["rows"] if r["anatomy"] == anatomy]
+        n = [r["num_labeled"] for r in rows]
+        for arm, label in (("sam_real", "real only"), ("sam_csg", "real + CSG synthetic")):
+            ax.errorbar(n, [r[f"{arm}_dice_mean"] for r in rows], yerr=[r[f"{arm}_dice_sd"] for r in rows],
+                        marker="o", capsize=3, label=label)  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(n, [str(v) for v in n])
+        ax.set_xlabel("real pairs")
+        ax.set_ylabel("test Dice (box prompts)")
+        ax.set_title(anatomy)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("runs/sam_study"))
+    parser.add_argument("--anatomy", default="fetal_head,breast")
+    parser.add_argument("--steps", default="foundation,study,results")
+    parser.add_argument("--foundation_iterations", type=int, default=1600)
+    parser.add_argument("--foundation_images", type=int, default=240, help="simulated images per other preset")
+    parser.add_argument("--sam_learning_rate", type=float, default=1e-4, help="of the mask decoder's fine-tuning")
+    parser.add_argument("--workers", type=int, default=1, help="study cells at once per anatomy")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "sam_study.json")
+    parser.add_argument("--figure", type=Path, default=SAM / "docs" / "figures" / "sam_study.png")
+    args = parser.parse_args()
+    steps = args.steps.split(",")
+    anatomies = args.anatomy.split(",")
+    if "foundation" in steps:
+        for anatomy in anatomies:
+            foundation(args.work, anatomy, args.foundation_iterations, args.foundation_images)
+    if "study" in steps:
+        for anatomy in anatomies:
+            study(args.work, anatomy, args.sam_learning_rate, args.workers)
+    if "results" in steps:
+        document = collect(args.work, anatomies)
+        document["command"] = " ".join(["python", "benchmarks/sam_study.py", *sys.argv[1:]])
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(document, indent=1), encoding="utf-8")
+        plot(document, args.figure)
+        for r in document["rows"]:
+            print(r["anatomy"], r["num_labeled"], "real", r["sam_real_dice_mean"], "csg", r["sam_csg_dice_mean"],
+                  "gain", r["gain_mean"])  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
