@@ -273,7 +273,8 @@ def main() -> None:
     results["seconds_per_step"] = seconds
     if args.figure:
         figure(args.figure, test, test_masks, columns)
-    text = json.dumps(results, indent=2, default=str)
+    # paths relative to the repository, so the committed results do not carry this machine's folders
+    text = json.dumps(results, indent=2, default=str).replace(f"{REPO}/", "")
     print(text)
     if args.out:
         args.out.write_text(text + "\n")

@@ -87,7 +87,8 @@ def foundation(work: Path, target: str, iterations: int, num_per_preset: int) ->
     folder = work / f"foundation_{target}"
     model = folder / "model.pt"
     done = folder / "done.json"
-    if done.is_file():
+    earlier = json.loads(done.read_text(encoding="utf-8")) if done.is_file() else {"iterations": 0, "seconds": 0.0}
+    if earlier.get("iterations", iterations) >= iterations:
         return model
     folder.mkdir(parents=True, exist_ok=True)
     datalist = object_datalist(folder, tuple(p for p in PRESETS if p != target), num_per_preset)
@@ -101,7 +102,8 @@ def foundation(work: Path, target: str, iterations: int, num_per_preset: int) ->
          "--ckpt_dir", str(folder), "--output_dir", str(folder / "runs"), "--progress", "false"],
         check=True,
     )  # fmt: skip
-    done.write_text(json.dumps({"seconds": round(time.perf_counter() - start, 1)}), encoding="utf-8")
+    seconds = earlier["seconds"] + time.perf_counter() - start  # a longer run resumes the bundle's checkpoint
+    done.write_text(json.dumps({"iterations": iterations, "seconds": round(seconds, 1)}), encoding="utf-8")
     return model
 
 
@@ -123,6 +125,23 @@ def study(work: Path, anatomy: str, sam_learning_rate: float, workers: int) -> P
         check=True,
     )  # fmt: skip
     return out / "results.json"
+
+
+def zero_shot(work: Path, anatomy: str) -> dict:
+    """The foundation without fine-tuning, on the study's test set (the first study cell's datalist holds it)."""
+    out = work / f"study_{anatomy}" / "zero_shot.json"
+    if not out.is_file():
+        datalist = next((work / f"study_{anatomy}" / "cells").glob("*/*/*/sam_real/datalist.json"))
+        subprocess.run(
+            [sys.executable, "-m", "monai.bundle", "run", "--config_file",
+             str([str(SAM / "configs" / "train.json"), str(SAM / "configs" / "evaluate.json")]),
+             "--bundle_root", str(SAM), "--architecture", "small", "--dataset_dir", str(datalist),
+             "--test_dataset_dir", str(datalist), "--test_subset", "test",
+             "--model_path", str(work / f"foundation_{anatomy}" / "model.pt"), "--metrics_path", str(out),
+             "--head_circumference", str(anatomy == "fetal_head").lower()],
+            check=True,
+        )  # fmt: skip
+    return json.loads(out.read_text(encoding="utf-8"))
 
 
 def _stat(values: list[float]) -> tuple[float | None, float | None]:
@@ -152,6 +171,11 @@ def collect(work: Path, anatomies: list[str]) -> dict:
             ],
             "failures": results["failures"],
         }
+        metrics = zero_shot(work, anatomy)
+        document["protocol"][anatomy]["foundation"]["zero_shot_test_dice"] = metrics["test_mean_dice"]
+        document["protocol"][anatomy]["foundation"]["zero_shot_test_hc_abs_error_mm"] = metrics.get(
+            "test_hc_abs_error_mm"
+        )
         cells = results["cells"]
         for n in sorted({c["num_labeled"] for c in cells}):
             by_arm = {

@@ -330,7 +330,7 @@ def load_model_weights(
 
     The file is read with ``torch.load(..., weights_only=True)`` (``map_location`` lets GPU-saved weights load on a
     CPU-only machine) and may hold a plain ``state_dict`` (MONAI's ``CheckpointSaver``,
-    :py:class:`usgen_monai.engines.cross_consistency.BestWeightsSaver`), ``{"model": state_dict}``, or a
+    :py:class:`usgen_monai.engines.BestWeightsSaver`), ``{"model": state_dict}``, or a
     usgen-monai checkpoint with one network state.
 
     Args:

@@ -10,13 +10,12 @@ import torch
 from parameterized import parameterized
 
 from usgen_monai.engines.cross_consistency import (
-    BestWeightsSaver,
     ConsistencyRamp,
     CrossConsistencyLoss,
     CrossConsistencyTrainer,
-    PolynomialLRSchedule,
     sigmoid_rampup_weight,
 )
+from usgen_monai.engines.handlers import BestWeightsSaver, PolynomialLRSchedule
 from usgen_monai.networks import MGCCNet
 
 TINY_NET = {"channels": (4, 4, 4, 8, 8), "mixer_depth": 1}

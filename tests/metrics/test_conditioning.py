@@ -93,6 +93,14 @@ def test_empty_masks_are_reported_by_their_false_findings():
     assert false_finding_rate(_oracle, generated, masks, min_pixels=9) == pytest.approx(2 / 4)
     assert false_finding_rate(_oracle, generated, masks, min_pixels=9, batch_size=1) == pytest.approx(2 / 4)
     assert math.isnan(false_finding_rate(_oracle, generated[:2], masks[:2]))
+    seen = []
+
+    def counting(images):
+        seen.append(len(images))
+        return _oracle(images)
+
+    mask_consistency(counting, generated, masks, real, masks)
+    assert sum(seen) == len(generated) + len(real)  # each image segmented once, for Dice and false findings alike
 
 
 def _ms_ssim_of_constants(a, b, size):

@@ -23,17 +23,16 @@ from .context_sources import (
     select_context_source,
 )
 from .cross_consistency import (
-    BestWeightsSaver,
     ConsistencyRamp,
     CrossConsistencyLoss,
     CrossConsistencyTerms,
     CrossConsistencyTrainer,
-    PolynomialLRSchedule,
     sigmoid_rampup_weight,
 )
 from .evaluation import DownsamplingFeatures, GeneratorEvaluation
 from .generation import ITEMS_DIR, GeneratedPair, GenerationSummary, PairGenerator, resolve_presets
 from .guidance import ClassifierFreeGuidance, DualGuidance, combine_guidance
+from .handlers import BestWeightsSaver, PolynomialLRSchedule
 from .losses import ChannelWeightedMSELoss
 from .mask_sources import (
     MASK_SOURCES,

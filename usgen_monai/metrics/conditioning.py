@@ -23,6 +23,29 @@ __all__ = [
 
 
 @torch.no_grad()
+def _predict(segmenter: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int,
+             threshold: float) -> torch.Tensor:  # fmt: skip
+    """``(N, 1, H, W)`` float 0/1 predictions of a binary segmenter, ``batch_size`` images per call."""
+    chunks = [
+        (torch.sigmoid(segmenter(images[i : i + batch_size])) > threshold).float()
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(chunks) if chunks else images.new_zeros((0, 1, *images.shape[2:]))
+
+
+def _dice(pred: torch.Tensor, masks: torch.Tensor) -> float:
+    metric = DiceMetric(include_background=True, reduction="mean", ignore_empty=True)
+    metric(pred, masks.float())
+    return float(metric.aggregate())
+
+
+def _false_findings(pred: torch.Tensor, masks: torch.Tensor, min_pixels: int) -> float:
+    empty = masks.flatten(1).sum(1) == 0
+    if not bool(empty.any()):
+        return float("nan")
+    return float((pred[empty].flatten(1).sum(1) >= min_pixels).float().mean())
+
+
 def segmentation_dice(
     segmenter: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,
@@ -43,14 +66,12 @@ def segmentation_dice(
     Returns:
         the mean Dice, in [0, 1]; 0.0 when no mask has a foreground.
     """
-    metric = DiceMetric(include_background=True, reduction="mean", ignore_empty=True)
-    for i in range(0, len(images), batch_size):
-        pred = (torch.sigmoid(segmenter(images[i : i + batch_size])) > threshold).float()
-        metric(pred, masks[i : i + batch_size].float())
-    return float(metric.aggregate())
+    has_finding = masks.flatten(1).sum(1) > 0
+    if not bool(has_finding.any()):
+        return 0.0
+    return _dice(_predict(segmenter, images[has_finding], batch_size, threshold), masks[has_finding])
 
 
-@torch.no_grad()
 def false_finding_rate(
     segmenter: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,
@@ -76,12 +97,7 @@ def false_finding_rate(
     empty = masks.flatten(1).sum(1) == 0
     if not bool(empty.any()):
         return float("nan")
-    images = images[empty]
-    found = 0
-    for i in range(0, len(images), batch_size):
-        pred = torch.sigmoid(segmenter(images[i : i + batch_size])) > threshold
-        found += int((pred.flatten(1).sum(1) >= min_pixels).sum())
-    return found / len(images)
+    return _false_findings(_predict(segmenter, images[empty], batch_size, threshold), masks[empty], min_pixels)
 
 
 def mask_consistency(
@@ -108,11 +124,19 @@ def mask_consistency(
         / ``_real`` over the images without it (NaN when there are none; ``images_without_finding_generated`` /
         ``_real``).
     """
-    gen = segmentation_dice(segmenter, generated, conditioning_masks)
-    ref = segmentation_dice(segmenter, real, real_masks)
+    # each image through the segmenter once; Dice over those with the finding, false findings over the others
+    pred_generated = _predict(segmenter, generated, 32, 0.5)
+    pred_real = _predict(segmenter, real, 32, 0.5)
 
     def with_finding(masks: torch.Tensor) -> int:
         return int((masks.flatten(1).sum(1) > 0).sum())
+
+    def dice(pred: torch.Tensor, masks: torch.Tensor) -> float:
+        has_finding = masks.flatten(1).sum(1) > 0
+        return _dice(pred[has_finding], masks[has_finding]) if bool(has_finding.any()) else 0.0
+
+    gen = dice(pred_generated, conditioning_masks)
+    ref = dice(pred_real, real_masks)
 
     return {
         "dice_generated": gen,
@@ -120,8 +144,8 @@ def mask_consistency(
         "ratio": gen / ref if ref > 0 else float("nan"),
         "images_with_finding_generated": with_finding(conditioning_masks),
         "images_with_finding_real": with_finding(real_masks),
-        "false_finding_rate_generated": false_finding_rate(segmenter, generated, conditioning_masks),
-        "false_finding_rate_real": false_finding_rate(segmenter, real, real_masks),
+        "false_finding_rate_generated": _false_findings(pred_generated, conditioning_masks, 16),
+        "false_finding_rate_real": _false_findings(pred_real, real_masks, 16),
         "images_without_finding_generated": len(conditioning_masks) - with_finding(conditioning_masks),
         "images_without_finding_real": len(real_masks) - with_finding(real_masks),
     }
