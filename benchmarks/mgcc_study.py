@@ -1,0 +1,121 @@
+"""The MGCC bundle's study: does MGCC gain from unlabelled images, real or CSG synthetic, at 8, 16 and 32 labelled
+images? On the simulator's ``breast`` preset (the bundle's demo task), 3 seeds, through the package's study
+(``usgen_monai.study``: test set held out from everything, each cell's CSG generator trained on that cell's labelled
+pairs alone), four arms with the same budget (200 labelled batches of 4, 64 x 64 input, Adam 3e-3 as the quick
+study):
+
+* ``unet``: a plain MONAI ``UNet``, supervised (the bundle's ``unet_baseline.json``);
+* ``supervised``: ``MGCCNet``, supervised only (no unlabelled batch is drawn);
+* ``mgcc_real``: MGCC with the real unlabelled pool (48 images, no masks);
+* ``mgcc_csg``: MGCC with the images the cell's generator wrote (32) as the unlabelled set.
+
+The arms are added to the breast study of ``sam_study.py`` (``WORK/study_breast``, its settings), so they share its
+split and its per-cell generators, and its report holds both bundles' arms (4 to 32 labelled images; its finished
+cells are read back, not rerun; run ``sam_study.py`` first, for its foundation SAM). Writes the table to ``--out`` and the figure (Dice against labelled images) to ``--figure``;
+resumes when rerun.
+
+    OMP_NUM_THREADS=1 python benchmarks/mgcc_study.py --work runs/sam_study \\
+        --out benchmarks/results/mgcc_study.json --figure bundles/mgcc/docs/figures/mgcc_study.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sam_study  # noqa: E402  (the breast study this one adds its arms to)
+
+REPO = Path(__file__).resolve().parents[1]
+ARMS = ("unet", "supervised", "mgcc_real", "mgcc_csg")
+LABELS = {"unet": "MONAI UNet, supervised", "supervised": "MGCCNet, supervised", "mgcc_real": "MGCC + real unlabelled",
+          "mgcc_csg": "MGCC + CSG synthetic unlabelled"}  # fmt: skip
+
+
+def study(work: Path, workers: int) -> Path:
+    """The breast study of ``sam_study.py`` with the MGCC arms added (its SAM cells are read back, not rerun)."""
+    return sam_study.study(
+        work, "breast", workers, ARMS, "--image-size", "64", "--segmenter-learning-rate", "0.003"
+    )
+
+
+def _stat(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def collect(results_path: Path) -> dict:
+    results = json.loads(results_path.read_text(encoding="utf-8"))
+    cells = [c for c in results["cells"] if c["arm"] in ARMS and "dice" in c]
+    rows = []
+    for n in sorted({c["num_labeled"] for c in cells}):
+        row: dict = {"num_labeled": n}
+        for arm in ARMS:
+            by_seed = {c["seed"]: c["dice"] for c in cells if c["num_labeled"] == n and c["arm"] == arm}
+            row[f"{arm}_dice"] = dict(sorted(by_seed.items()))
+            row[f"{arm}_dice_mean"], row[f"{arm}_dice_sd"] = _stat(list(by_seed.values()))
+        for arm in ("mgcc_real", "mgcc_csg"):  # paired by seed against the same-budget supervised MGCCNet
+            seeds = sorted(set(row[f"{arm}_dice"]) & set(row["supervised_dice"]))
+            gains = [row[f"{arm}_dice"][s] - row["supervised_dice"][s] for s in seeds]
+            row[f"{arm}_gain_mean"], row[f"{arm}_gain_sd"] = _stat(gains)
+        rows.append(row)
+    quality = [q for q in results.get("quality_summary", []) if q.get("anatomy") == "breast"]
+    return {"settings": results["settings"], "rows": rows, "generator_quality": quality,
+            "failures": [f for f in results["failures"] if f.get("arm") in ARMS]}  # fmt: skip
+
+
+def plot(document: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = document["rows"]
+    n = [r["num_labeled"] for r in rows]
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for k, arm in enumerate(ARMS):
+        x = [v * (1 + 0.03 * (k - 1.5)) for v in n]  # side by side, so the error bars do not hide each other
+        ax.errorbar(x, [r[f"{arm}_dice_mean"] for r in rows], yerr=[r[f"{arm}_dice_sd"] for r in rows], marker="o",
+                    capsize=3, label=LABELS[arm])  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(n, [str(v) for v in n])
+    ax.set_xlabel("labelled images")
+    ax.set_ylabel("test Dice (lesion)")
+    ax.set_title("breast, held-out simulated test set, 3 seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("runs/sam_study"))
+    parser.add_argument("--steps", default="study,results")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "mgcc_study.json")
+    parser.add_argument("--figure", type=Path, default=REPO / "bundles" / "mgcc" / "docs" / "figures" / "mgcc_study.png")
+    args = parser.parse_args()
+    steps = args.steps.split(",")
+    if "study" in steps:
+        study(args.work, args.workers)
+    if "results" in steps:
+        document = collect(args.work / "study_breast" / "results.json")
+        document["command"] = " ".join(["python", "benchmarks/mgcc_study.py", *sys.argv[1:]])
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(document, indent=1), encoding="utf-8")
+        plot(document, args.figure)
+        for r in document["rows"]:
+            print(r["num_labeled"], {a: r[f"{a}_dice_mean"] for a in ARMS})
+
+
+if __name__ == "__main__":
+    main()
