@@ -10,9 +10,9 @@ study):
 * ``mgcc_csg``: MGCC with the images the cell's generator wrote (32) as the unlabelled set.
 
 The arms are added to the breast study of ``sam_study.py`` (``WORK/study_breast``, its settings), so they share its
-split and its per-cell generators, and its report holds both bundles' arms (4 to 32 labelled images; its finished
-cells are read back, not rerun; run ``sam_study.py`` first, for its foundation SAM). Writes the table to ``--out`` and the figure (Dice against labelled images) to ``--figure``;
-resumes when rerun.
+split and its per-cell generators (its finished cells are read back, not rerun; run ``sam_study.py`` first, for its
+foundation SAM); each benchmark reads its own arms' cells from that folder. Writes the results to ``--out``, the
+figure (Dice against labelled images) to ``--figure`` and prints the docs' table; resumes when rerun.
 
     OMP_NUM_THREADS=1 python benchmarks/mgcc_study.py --work runs/sam_study \\
         --out benchmarks/results/mgcc_study.json --figure bundles/mgcc/docs/figures/mgcc_study.png
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -39,9 +38,11 @@ LABELS = {"unet": "MONAI UNet, supervised", "supervised": "MGCCNet, supervised",
 
 def study(work: Path, workers: int) -> Path:
     """The breast study of ``sam_study.py`` with the MGCC arms added (its SAM cells are read back, not rerun)."""
+    # the issue's sizes (a later flag wins over the SAM study's 4,8,16,32); the SAM cells of those sizes are read back
     return sam_study.study(
-        work, "breast", workers, ARMS, "--image-size", "64", "--segmenter-learning-rate", "0.003"
-    )
+        work, "breast", workers, ARMS, "--image-size", "64", "--segmenter-learning-rate", "0.003",
+        "--labeled-sizes", "8,16,32",
+    )  # fmt: skip
 
 
 def _stat(values: list[float]) -> tuple[float | None, float | None]:
@@ -50,24 +51,45 @@ def _stat(values: list[float]) -> tuple[float | None, float | None]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-def collect(results_path: Path) -> dict:
-    results = json.loads(results_path.read_text(encoding="utf-8"))
-    cells = [c for c in results["cells"] if c["arm"] in ARMS and "dice" in c]
+def collect(study_dir: Path) -> dict:
+    from usgen_monai.study.report import summarize_quality
+
+    results = json.loads((study_dir / "results.json").read_text(encoding="utf-8"))
+    cells = [c for arm in ARMS for c in sam_study.cell_results(study_dir, arm)]
+    finished = [c for c in cells if "dice" in c]
     rows = []
-    for n in sorted({c["num_labeled"] for c in cells}):
+    for n in sorted({c["num_labeled"] for c in finished}):
         row: dict = {"num_labeled": n}
         for arm in ARMS:
-            by_seed = {c["seed"]: c["dice"] for c in cells if c["num_labeled"] == n and c["arm"] == arm}
+            by_seed = {c["seed"]: c["dice"] for c in finished if c["num_labeled"] == n and c["arm"] == arm}
             row[f"{arm}_dice"] = dict(sorted(by_seed.items()))
             row[f"{arm}_dice_mean"], row[f"{arm}_dice_sd"] = _stat(list(by_seed.values()))
+            seconds = [c["train_seconds"] for c in finished if c["num_labeled"] == n and c["arm"] == arm]
+            row[f"{arm}_train_seconds_mean"] = _stat(seconds)[0]
         for arm in ("mgcc_real", "mgcc_csg"):  # paired by seed against the same-budget supervised MGCCNet
             seeds = sorted(set(row[f"{arm}_dice"]) & set(row["supervised_dice"]))
             gains = [row[f"{arm}_dice"][s] - row["supervised_dice"][s] for s in seeds]
             row[f"{arm}_gain_mean"], row[f"{arm}_gain_sd"] = _stat(gains)
         rows.append(row)
-    quality = [q for q in results.get("quality_summary", []) if q.get("anatomy") == "breast"]
-    return {"settings": results["settings"], "rows": rows, "generator_quality": quality,
-            "failures": [f for f in results["failures"] if f.get("arm") in ARMS]}  # fmt: skip
+    settings = {k: v for k, v in results["settings"].items() if not k.startswith("sam_") and k != "arms"}
+    return {
+        "settings": {**settings, "arms": list(ARMS)},
+        "rows": rows,
+        "generator_quality": summarize_quality(sam_study.cell_results(study_dir, "csg_quality")),
+        "failed_cells": [c for c in cells if "dice" not in c],
+    }
+
+
+def markdown_table(document: dict) -> str:
+    """The docs' table: test Dice mean ± sd over seeds per arm, and the MGCC arms' paired gain over ``supervised``."""
+    lines = ["| labelled images | " + " | ".join(f"`{a}`" for a in ARMS) + " | `mgcc_real` gain | `mgcc_csg` gain |",
+             "| --- " * (len(ARMS) + 3) + "|"]  # fmt: skip
+    for r in document["rows"]:
+        cells = [sam_study._cell(r[f"{a}_dice_mean"], r[f"{a}_dice_sd"]) for a in ARMS]
+        gains = ["-" if r[f"{a}_gain_mean"] is None else f"{100 * r[f'{a}_gain_mean']:+.1f} ± {100 * r[f'{a}_gain_sd']:.1f}"
+                 for a in ("mgcc_real", "mgcc_csg")]  # fmt: skip
+        lines.append(f"| {r['num_labeled']} | " + " | ".join(cells + gains) + " |")
+    return "\n".join(lines)
 
 
 def plot(document: dict, path: Path) -> None:
@@ -108,13 +130,12 @@ def main() -> None:
     if "study" in steps:
         study(args.work, args.workers)
     if "results" in steps:
-        document = collect(args.work / "study_breast" / "results.json")
+        document = collect(args.work / "study_breast")
         document["command"] = " ".join(["python", "benchmarks/mgcc_study.py", *sys.argv[1:]])
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(document, indent=1), encoding="utf-8")
         plot(document, args.figure)
-        for r in document["rows"]:
-            print(r["num_labeled"], {a: r[f"{a}_dice_mean"] for a in ARMS})
+        print(markdown_table(document))
 
 
 if __name__ == "__main__":

@@ -157,36 +157,47 @@ def _stat(values: list[float]) -> tuple[float | None, float | None]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
+def cell_results(study_dir: Path, arm: str) -> list[dict]:
+    """The finished cells of ``arm`` in a study folder (``cells/<anatomy>/n<N>/seed<S>/<arm>/result.json``), whatever
+    arms the study's last run listed (``mgcc_study.py`` adds arms to the same folder)."""
+    found = sorted(study_dir.glob(f"cells/*/n*/seed*/{arm}/result.json"))
+    return [json.loads(p.read_text(encoding="utf-8")) for p in found]
+
+
 def collect(work: Path, anatomies: list[str]) -> dict:
     """Per anatomy, N and arm: Dice (and HC error) mean and sd over seeds, the per-seed values, and the paired
-    difference real + synthetic minus real-only."""
+    difference real + synthetic minus real-only; the generators' data, times and fidelity."""
+    from usgen_monai.study.report import summarize_quality
+
     document: dict = {"protocol": {}, "rows": []}
     for anatomy in anatomies:
-        results = json.loads((work / f"study_{anatomy}" / "results.json").read_text(encoding="utf-8"))
+        study_dir = work / f"study_{anatomy}"
+        results = json.loads((study_dir / "results.json").read_text(encoding="utf-8"))
         done = json.loads((work / f"foundation_{anatomy}" / "done.json").read_text(encoding="utf-8"))
+        metrics = zero_shot(work, anatomy)
         document["protocol"][anatomy] = {
-            "study_settings": results["settings"],
+            "study_settings": {k: v for k, v in results["settings"].items() if k not in ("arms", "image_size")},
             "foundation": {
                 "trained_on": [p for p in PRESETS if p != anatomy],
-                "what": "every tissue class of simulated images of those presets, one item per image and class, box prompts",
+                "what": "every tissue class of simulated images of those presets, one item per image and class, "
+                "box prompts, the small configuration from scratch",
+                "iterations": done["iterations"],
                 "seconds": done["seconds"],
+                "zero_shot_test_dice": metrics["metrics"]["test_mean_dice"],
+                "zero_shot_test_hc_abs_error_mm": metrics["metrics"].get("test_hc_abs_error_mm"),
             },
             "generators": [
                 {k: g.get(k) for k in ("num_labeled", "seed", "trained_on", "train_seconds", "generate_seconds")}
-                for g in results["generators"]
+                for g in cell_results(study_dir, "csg")
             ],
-            "failures": results["failures"],
+            "generator_quality": summarize_quality(cell_results(study_dir, "csg_quality")),
         }
-        metrics = zero_shot(work, anatomy)
-        document["protocol"][anatomy]["foundation"]["zero_shot_test_dice"] = metrics["test_mean_dice"]
-        document["protocol"][anatomy]["foundation"]["zero_shot_test_hc_abs_error_mm"] = metrics.get(
-            "test_hc_abs_error_mm"
-        )
-        cells = results["cells"]
+        cells = [c for arm in SAM_ARMS for c in cell_results(study_dir, arm)]
+        document["protocol"][anatomy]["failed_cells"] = [c for c in cells if "dice" not in c]
         for n in sorted({c["num_labeled"] for c in cells}):
             by_arm = {
                 arm: {c["seed"]: c for c in cells if c["num_labeled"] == n and c["arm"] == arm and "dice" in c}
-                for arm in ("sam_real", "sam_csg")
+                for arm in SAM_ARMS
             }
             row = {"anatomy": anatomy, "num_labeled": n}
             for arm, by_seed in by_arm.items():
@@ -195,13 +206,32 @@ def collect(work: Path, anatomies: list[str]) -> dict:
                 if anatomy == "fetal_head":
                     hc = [c.get("hc_abs_error_mm") for c in by_seed.values()]
                     row[f"{arm}_hc_mm_mean"], row[f"{arm}_hc_mm_sd"] = _stat(hc)
+                row[f"{arm}_train_seconds_mean"] = _stat([c["train_seconds"] for c in by_seed.values()])[0]
             seeds = sorted(set(by_arm["sam_real"]) & set(by_arm["sam_csg"]))
             gains = [by_arm["sam_csg"][s]["dice"] - by_arm["sam_real"][s]["dice"] for s in seeds]
             row["gain_mean"], row["gain_sd"] = _stat(gains)
             row["num_seeds"] = len(seeds)
             document["rows"].append(row)
-        document["protocol"][anatomy]["quality"] = results.get("quality_summary")
     return document
+
+
+def _cell(mean: float | None, sd: float | None, digits: int = 3) -> str:
+    return "-" if mean is None else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def markdown_table(document: dict) -> str:
+    """The docs' table: Dice (HC error for the fetal head) mean ± sd over seeds, and the paired gain in points."""
+    lines = ["| preset | real pairs | real only | real + synthetic | gain (Dice points) | HC error real only (mm) "
+             "| HC error real + synthetic (mm) |", "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for r in document["rows"]:
+        hc = [_cell(r.get(f"{a}_hc_mm_mean"), r.get(f"{a}_hc_mm_sd"), 1) if r["anatomy"] == "fetal_head" else ""
+              for a in SAM_ARMS]  # fmt: skip
+        gain = "-" if r["gain_mean"] is None else f"{100 * r['gain_mean']:+.1f} ± {100 * r['gain_sd']:.1f}"
+        lines.append(
+            f"| `{r['anatomy']}` | {r['num_labeled']} | {_cell(r['sam_real_dice_mean'], r['sam_real_dice_sd'])} | "
+            f"{_cell(r['sam_csg_dice_mean'], r['sam_csg_dice_sd'])} | {gain} | {hc[0]} | {hc[1]} |"
+        )
+    return "\n".join(lines)
 
 
 def plot(document: dict, path: Path) -> None:
@@ -256,9 +286,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(document, indent=1), encoding="utf-8")
         plot(document, args.figure)
-        for r in document["rows"]:
-            print(r["anatomy"], r["num_labeled"], "real", r["sam_real_dice_mean"], "csg", r["sam_csg_dice_mean"],
-                  "gain", r["gain_mean"])  # fmt: skip
+        print(markdown_table(document))
 
 
 if __name__ == "__main__":
