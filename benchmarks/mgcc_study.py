@@ -86,8 +86,10 @@ def markdown_table(document: dict) -> str:
              "| --- " * (len(ARMS) + 3) + "|"]  # fmt: skip
     for r in document["rows"]:
         cells = [sam_study._cell(r[f"{a}_dice_mean"], r[f"{a}_dice_sd"]) for a in ARMS]
-        gains = ["-" if r[f"{a}_gain_mean"] is None else f"{100 * r[f'{a}_gain_mean']:+.1f} ± {100 * r[f'{a}_gain_sd']:.1f}"
-                 for a in ("mgcc_real", "mgcc_csg")]  # fmt: skip
+        gains = [
+            "-" if r[f"{a}_gain_mean"] is None else f"{100 * r[f'{a}_gain_mean']:+.1f} ± {100 * r[f'{a}_gain_sd']:.1f}"
+            for a in ("mgcc_real", "mgcc_csg")
+        ]
         lines.append(f"| {r['num_labeled']} | " + " | ".join(cells + gains) + " |")
     return "\n".join(lines)
 
@@ -124,7 +126,7 @@ def main() -> None:
     parser.add_argument("--steps", default="study,results")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "mgcc_study.json")
-    parser.add_argument("--figure", type=Path, default=REPO / "bundles" / "mgcc" / "docs" / "figures" / "mgcc_study.png")
+    parser.add_argument("--figure", type=Path, default=REPO / "bundles" / "mgcc" / "docs" / "figures" / "mgcc_study.png")  # fmt: skip
     args = parser.parse_args()
     steps = args.steps.split(",")
     if "study" in steps:
