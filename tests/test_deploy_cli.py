@@ -40,7 +40,7 @@ def test_core_import_path_never_imports_the_sdk():
         "sys.meta_path.insert(0, Recorder())\n"
         "import usgen_monai, usgen_monai.cli, usgen_monai.deploy, usgen_monai.deploy.environment\n"
         "usgen_monai.cli.build_parser().parse_args(['deploy', '--input', 'a', '--output', 'b'])\n"
-        "import usgen_monai.deploy.report, usgen_monai.deploy.bundle_segmenter\n"
+        "import usgen_monai.deploy.report, usgen_monai.engines.bundle_segmenter\n"
         "print(','.join(sorted(set(tried))))\n"
     )
     out = subprocess.run(

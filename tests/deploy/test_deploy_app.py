@@ -278,7 +278,7 @@ def test_segs_agree_with_the_bundles_own_masks(run, inputs, bundle, tmp_path):
 def test_torchscript_model_is_preferred_and_gives_the_same_masks(inputs, tmp_path):
     """A bundle with ``models/model.ts`` runs it (as MONAI Deploy's bundle operator does); traced from the same
     weights, it gives the masks of ``model.pt``."""
-    from usgen_monai.deploy.bundle_segmenter import BundleSegmenter
+    from usgen_monai.engines.bundle_segmenter import BundleSegmenter
 
     folder, _ = inputs
     pt_bundle = _copy_bundle(tmp_path / "pt" / "mgcc")
@@ -308,7 +308,7 @@ def test_segs_pass_dciodvfy(run):
 
 
 def test_bundle_loading_errors_name_the_paths(tmp_path):
-    from usgen_monai.deploy.bundle_segmenter import BundleSegmenter
+    from usgen_monai.engines.bundle_segmenter import BundleSegmenter
     from usgen_monai.deploy.environment import find_bundle
 
     empty = _copy_bundle(tmp_path / "mgcc")

@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_start_up()
 
     from usgen_monai.deploy.app import UltrasoundSegmentationApp
-    from usgen_monai.deploy.bundle_segmenter import BundleSegmenter
+    from usgen_monai.engines.bundle_segmenter import BundleSegmenter
 
     try:
         segmenter = BundleSegmenter(bundle, device=args.device, num_threads=args.num_threads)

@@ -30,7 +30,7 @@ from monai.deploy.conditions import CountCondition
 from monai.deploy.core import Application
 from monai.deploy.operators import DICOMSeriesSelectorOperator
 
-from usgen_monai.deploy.bundle_segmenter import BundleSegmenter
+from usgen_monai.engines.bundle_segmenter import BundleSegmenter
 from usgen_monai.deploy.environment import default_bundle, find_bundle
 from usgen_monai.deploy.operators import (
     ULTRASOUND_SELECTION_RULES,

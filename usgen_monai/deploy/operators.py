@@ -30,7 +30,7 @@ from monai.deploy.core import Fragment, Operator, OperatorSpec
 from monai.deploy.operators import DICOMDataLoaderOperator
 from pydicom import dcmread
 
-from usgen_monai.deploy.bundle_segmenter import BundleSegmenter
+from usgen_monai.engines.bundle_segmenter import BundleSegmenter
 from usgen_monai.deploy.report import RunReport, _natural
 from usgen_monai.engines.segmentation_inference import MaskWriter, SegmentationInference
 
@@ -130,7 +130,7 @@ class UltrasoundImageOperator(Operator):
 
     Args:
         fragment: the application.
-        preprocess: ``path -> item dict`` (:py:meth:`usgen_monai.deploy.bundle_segmenter.BundleSegmenter.preprocess`).
+        preprocess: ``path -> item dict`` (:py:meth:`usgen_monai.engines.bundle_segmenter.BundleSegmenter.preprocess`).
         report: the run's report.
 
     Named inputs:
@@ -209,7 +209,7 @@ class BundleSegmentationOperator(Operator):
 
     Args:
         fragment: the application.
-        segmenter: the bundle (:py:class:`usgen_monai.deploy.bundle_segmenter.BundleSegmenter`).
+        segmenter: the bundle (:py:class:`usgen_monai.engines.bundle_segmenter.BundleSegmenter`).
         report: the run's report (inference failures, stage ``"inference"``).
 
     Named input:

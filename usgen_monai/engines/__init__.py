@@ -3,6 +3,7 @@ generator with its mask sources, context sources and provenance."""
 
 from __future__ import annotations
 
+from .bundle_segmenter import BundleSegmenter
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     InvalidCheckpointError,
@@ -68,7 +69,6 @@ from .sam_inference import (
     CheckPromptItemd,
     FromModelFramed,
     PromptInferer,
-    bundle_segmenter,
     prompt_inputs,
 )
 from .sam_predictor import CachedEmbedding, PromptPredictor
@@ -96,6 +96,7 @@ from .trainers import (
 )
 
 __all__ = [
+    "BundleSegmenter",
     "BestWeightsSaver",
     "ConsistencyRamp",
     "CrossConsistencyLoss",
@@ -125,7 +126,6 @@ __all__ = [
     "CheckPromptItemd",
     "FromModelFramed",
     "PromptInferer",
-    "bundle_segmenter",
     "prompt_inputs",
     "CONTEXT_SOURCES",
     "BankContextSource",

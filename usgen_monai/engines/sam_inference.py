@@ -56,7 +56,6 @@ __all__ = [
     "CheckPromptItemd",
     "FromModelFramed",
     "PromptInferer",
-    "bundle_segmenter",
     "prompt_inputs",
 ]
 
@@ -172,55 +171,13 @@ class CheckPromptItemd(MapTransform):
         return dict(data)
 
 
-def bundle_segmenter(bundle_root: str | os.PathLike, device: str | torch.device | None = None) -> Any:
-    """A segmentation bundle's network and pipeline, built from the bundle's own ``configs/inference.json``.
-
-    Its ``preprocessing``, ``inferer`` and ``postprocessing`` (which maps the prediction back to the file's grid)
-    and its ``network`` (its ``network_def`` with ``models/model.pt``) become a
-    :py:class:`usgen_monai.engines.segmentation_inference.SegmentationInference` without a writer, whose
-    ``segment(item)`` returns the item with ``pred``.
-
-    Args:
-        bundle_root: the bundle folder (e.g. ``bundles/mgcc``).
-        device: where its network runs; default its config's.
-
-    Raises:
-        FileNotFoundError: the bundle has no ``configs/inference.json`` or no ``models/model.pt`` (naming it).
-    """
-    from monai.bundle import ConfigParser
-
-    from usgen_monai.engines.segmentation_inference import SegmentationInference
-
-    root = Path(bundle_root)
-    config = root / "configs" / "inference.json"
-    weights = root / "models" / "model.pt"
-    if not config.is_file():
-        raise FileNotFoundError(f"bundle {root} has no inference config {config}.")
-    if not weights.is_file():
-        raise FileNotFoundError(f"bundle {root} has no trained weights {weights}.")
-    parser = ConfigParser()
-    parser.read_config(str(config))
-    parser["bundle_root"] = str(root)
-    parser["model_path"] = str(weights)
-    if device is not None:
-        parser["device"] = f"$torch.device({str(device)!r})"
-    return SegmentationInference(
-        network=parser.get_parsed_content("network"),
-        preprocessing=parser.get_parsed_content("preprocessing"),
-        inferer=parser.get_parsed_content("inferer"),
-        postprocessing=parser.get_parsed_content("postprocessing"),
-        writer=None,
-        device=parser.get_parsed_content("device"),
-        progress=False,
-    )
-
-
 class AutoBoxPromptd(MapTransform):
     """``auto`` prompts: an item without any prompt gets the bounding box of another bundle's predicted mask.
 
     An item that has any of ``roi``, ``foreground`` or ``background`` passes unchanged. For one without, the bundle at
     ``bundle_root`` (the MGCC bundle: automatic lesion segmentation) segments the item's image through its own
-    ``configs/inference.json`` (:py:func:`bundle_segmenter`, built on first use and kept), and the box of its mask on
+    ``configs/inference.json`` (:py:class:`usgen_monai.engines.bundle_segmenter.BundleSegmenter`, built on first use
+and kept), and the box of its mask on
     the image's grid, each side widened by ``margin`` px (training widens boxes by 0-20 px, 10 on average), becomes
     the item's ``roi``. The whole mask gives one box (one mask per item). When that bundle or its
     ``models/model.pt`` is missing, or its mask is empty, the item gets a ``ValueError`` saying that a prompt is
@@ -269,7 +226,9 @@ class AutoBoxPromptd(MapTransform):
     def segmenter(self) -> Any:
         """The bundle's pipeline (built once)."""
         if self._segmenter is None:
-            self._segmenter = bundle_segmenter(self.bundle_root, self.device)
+            from usgen_monai.engines.bundle_segmenter import BundleSegmenter
+
+            self._segmenter = BundleSegmenter(self.bundle_root, device=self.device).runner
             logger.info(f"automatic box prompts from the bundle {self.bundle_root} ({self.weights})")
         return self._segmenter
 

@@ -1,4 +1,5 @@
-"""The MGCC bundle's own inference pieces, loaded from its folder, for the MONAI Deploy app (no SDK import here).
+"""A segmentation bundle's own inference pieces, loaded from its folder: the MONAI Deploy app's segmenter and the
+SAM bundle's automatic box prompts (the MGCC bundle's masks) both run a bundle through this.
 
 :py:class:`BundleSegmenter` reads ``configs/inference.json`` of a bundle folder with MONAI's ``ConfigParser`` and
 takes from it exactly what ``python -m monai.bundle run`` uses: ``preprocessing`` (``LoadImaged`` with
