@@ -4,7 +4,8 @@ only: the core package never imports the SDK).
 The MONAI Deploy App SDK (``monai-deploy-app-sdk``, the ``[deploy]`` extra) brings Holoscan (``holoscan-cu13``),
 CuPy, cuda-python and the Triton client, and puts itself into the ``monai`` package (``monai/deploy``). It lives in
 its own virtualenv, by default ``.venv-deploy`` at the repository root, built by :py:func:`setup_deploy_venv`
-(``usgen-monai deploy --setup``) from the virtualenv that runs the command:
+(``usgen-monai deploy --setup``) from the virtualenv that runs the command
+(:py:func:`usgen_monai.layered_venv.build_layered_venv`):
 
 1. ``python -m venv`` with that virtualenv's base interpreter; its old setuptools is removed (torch needs a newer
    one, which the main virtualenv has);
@@ -27,16 +28,13 @@ The virtualenv is found by :py:func:`find_deploy_venv`: an explicit path (``--ve
 
 from __future__ import annotations
 
-import json
 import os
 import resource
-import shutil
 import subprocess
-import sys
-import sysconfig
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
+
+from usgen_monai.layered_venv import LayeredVenvError, build_layered_venv, find_layered_venv, venv_python
 
 __all__ = [
     "DEPLOY_REQUIREMENTS",
@@ -60,12 +58,11 @@ DEPLOY_VENV_ENV = "USGEN_DEPLOY_VENV"
 #: the command that builds the default deploy virtualenv
 SETUP_COMMAND = "python -m usgen_monai deploy --setup"
 _STAMP = ".usgen-deploy"
-_PTH = "00_usgen_main_venv.pth"
 #: Holoscan warns below a 32 MiB stack; the launcher raises the soft limit of the app's process to this
 _STACK_BYTES = 32 * 1024 * 1024
 
 
-class DeployEnvironmentError(RuntimeError):
+class DeployEnvironmentError(LayeredVenvError):
     """The deploy virtualenv is missing, broken, or cannot be built; the message says what to run."""
 
 
@@ -104,9 +101,16 @@ def find_bundle(path: str | os.PathLike) -> Path:
     raise ValueError(f"several bundles in {path}: {', '.join(p.name for p in found)}; pass the one to run.")
 
 
-def deploy_python(venv: str | os.PathLike) -> Path:
-    """The interpreter of a virtualenv."""
-    return Path(venv) / "bin" / "python"
+#: the interpreter of a virtualenv
+deploy_python = venv_python
+
+
+def _missing(venv: Path, how: str, setup: str) -> str:
+    return (
+        f"the MONAI Deploy virtualenv {venv} ({how}) does not exist or has no bin/python. The app runs in its own "
+        f"virtualenv with monai-deploy-app-sdk (the [deploy] extra); build it once with:\n    {setup}\n"
+        f"(it reuses this virtualenv's torch and MONAI; about 480 MB and a minute or two)."
+    )
 
 
 def find_deploy_venv(explicit: str | os.PathLike | None = None) -> tuple[Path, str]:
@@ -115,31 +119,19 @@ def find_deploy_venv(explicit: str | os.PathLike | None = None) -> tuple[Path, s
     Raises:
         DeployEnvironmentError: it has no ``bin/python``; the message names the path and the setup command.
     """
-    if explicit:
-        venv, how = Path(explicit), "--venv"
-    elif os.environ.get(DEPLOY_VENV_ENV):
-        venv, how = Path(os.environ[DEPLOY_VENV_ENV]), f"${DEPLOY_VENV_ENV}"
-    else:
-        venv, how = default_venv(), "default"
-    if not deploy_python(venv).is_file():
-        setup = SETUP_COMMAND if how == "default" else f"{SETUP_COMMAND} --venv {venv}"
-        raise DeployEnvironmentError(
-            f"the MONAI Deploy virtualenv {venv} ({how}) does not exist or has no bin/python. The app runs in its own "
-            f"virtualenv with monai-deploy-app-sdk (the [deploy] extra); build it once with:\n    {setup}\n"
-            f"(it reuses this virtualenv's torch and MONAI; about 480 MB and a minute or two)."
-        )
-    return venv, how
+    return find_layered_venv(
+        explicit, DEPLOY_VENV_ENV, default_venv(), missing=_missing, setup_command=SETUP_COMMAND,
+        error=DeployEnvironmentError,
+    )  # fmt: skip
 
 
-def _run(args: Sequence[str], what: str, quiet: bool) -> None:
-    out = subprocess.run(list(args), capture_output=quiet, text=True, check=False)
-    if out.returncode != 0:
-        tail = ((out.stdout or "") + (out.stderr or ""))[-3000:] if quiet else ""
-        raise DeployEnvironmentError(f"{what} failed (exit {out.returncode}): {' '.join(args)}\n{tail}")
-
-
-def _stamp(requirements: Sequence[str], main_site: str, monai_version: str) -> str:
-    return json.dumps({"requirements": list(requirements), "main_site": main_site, "monai": monai_version})
+def _check_script(monai_version: str, venv_site: Path) -> str:
+    return (
+        "import monai, monai.deploy, torch, usgen_monai\n"
+        f"assert monai.__version__ == {monai_version!r}, monai.__version__\n"
+        f"assert monai.__file__.startswith({str(venv_site)!r}), monai.__file__\n"
+        "print(monai.__version__, torch.__version__)\n"
+    )
 
 
 def setup_deploy_venv(
@@ -163,56 +155,27 @@ def setup_deploy_venv(
         DeployEnvironmentError: ``venv`` exists but was not built by this function, the running interpreter has
             no MONAI, or a step fails (the message has the command and its output).
     """
-    venv = Path(venv or os.environ.get(DEPLOY_VENV_ENV) or default_venv())
-    main_site = sysconfig.get_paths()["purelib"]
-    try:
-        monai_version = metadata.version("monai")
-    except metadata.PackageNotFoundError:
-        raise DeployEnvironmentError(
-            f"MONAI is not installed in {sys.prefix}; run the setup from the project's main virtualenv."
-        ) from None
-    stamp = _stamp(requirements, main_site, monai_version)
-    stamp_file = venv / _STAMP
-    if deploy_python(venv).is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
-        log(f"deploy virtualenv {venv} is up to date ({', '.join(requirements)}, monai {monai_version})")
-        return venv
-    if venv.exists():
-        if not stamp_file.is_file():
-            raise DeployEnvironmentError(
-                f"{venv} exists but was not built by '{SETUP_COMMAND}' (no {_STAMP} file); remove it or pass "
-                "another --venv."
-            )
-        log(f"rebuilding {venv}: its requirements or main virtualenv changed")
-        shutil.rmtree(venv)
-    base = getattr(sys, "_base_executable", sys.executable)
-    log(f"building {venv} ({', '.join(requirements)}; torch, MONAI and usgen_monai from {main_site})")
-    _run([base, "-m", "venv", str(venv)], "creating the virtualenv", quiet)
-    python = str(deploy_python(venv))
-    pip = [python, "-m", "pip", "--disable-pip-version-check"] + (["--quiet"] if quiet else [])
-    # python 3.11's venv seeds setuptools 65, which would shadow the main virtualenv's (torch needs >= 77)
-    _run([*pip, "uninstall", "--yes", "setuptools"], "removing the seeded setuptools", quiet)
-    out = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    venv_site = Path(out.stdout.strip())
-    (venv_site / _PTH).write_text(f"import site; site.addsitedir({main_site!r})\n")
-    _run([*pip, "install", *requirements], f"installing {', '.join(requirements)}", quiet)
-    _run(
-        [*pip, "install", "--no-deps", "--ignore-installed", f"monai=={monai_version}"],
-        f"installing monai=={monai_version} next to monai/deploy",
-        quiet,
+
+    def steps(monai_version: str) -> list[tuple[list[str], str]]:
+        return [
+            (list(requirements), f"installing {', '.join(requirements)}"),
+            (["--no-deps", "--ignore-installed", f"monai=={monai_version}"],
+             f"installing monai=={monai_version} next to monai/deploy"),
+        ]  # fmt: skip
+
+    return build_layered_venv(
+        Path(venv or os.environ.get(DEPLOY_VENV_ENV) or default_venv()),
+        requirements=requirements,
+        install_steps=steps,
+        check_script=_check_script,
+        check_what="monai, monai.deploy, torch and usgen_monai",
+        stamp_name=_STAMP,
+        setup_command=SETUP_COMMAND,
+        name="deploy",
+        error=DeployEnvironmentError,
+        quiet=quiet,
+        log=log,
     )
-    check = (
-        "import monai, monai.deploy, torch, usgen_monai\n"
-        f"assert monai.__version__ == {monai_version!r}, monai.__version__\n"
-        f"assert monai.__file__.startswith({str(venv_site)!r}), monai.__file__\n"
-        "print(monai.__version__, torch.__version__)\n"
-    )
-    _run([python, "-c", check], "checking that monai, monai.deploy, torch and usgen_monai import", quiet)
-    stamp_file.write_text(stamp)
-    log(f"deploy virtualenv ready: {venv}")
-    return venv
 
 
 def _raise_stack_limit() -> None:  # pragma: no cover - runs in the child process

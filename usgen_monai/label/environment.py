@@ -4,7 +4,7 @@ only: the core package never imports MONAI Label).
 MONAI Label 0.8.5 (the ``[label]`` extra) needs pydicom 2.4 (``pydicom-seg`` breaks with pydicom 3) and so numpy 1.26
 and highdicom 0.22, while the main environment stays on numpy 2 / pydicom 3. It lives in its own virtualenv, by
 default ``.venv-label`` at the repository root, built by :py:func:`setup_label_venv` (``usgen-monai label --setup``)
-from the virtualenv that runs the command:
+from the virtualenv that runs the command (:py:func:`usgen_monai.layered_venv.build_layered_venv`):
 
 1. ``python -m venv`` with that virtualenv's base interpreter; the seeded setuptools is removed (torch needs the
    newer one the main virtualenv has);
@@ -27,17 +27,14 @@ environment variable, else ``.venv-label`` at the repository root. :py:func:`ser
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
-import shutil
 import subprocess
-import sys
-import sysconfig
 import tempfile
-from collections.abc import Mapping, Sequence
-from importlib import metadata
+from collections.abc import Mapping
 from pathlib import Path
+
+from usgen_monai.layered_venv import LayeredVenvError, build_layered_venv, find_layered_venv, venv_python
 
 __all__ = [
     "LABEL_PINS",
@@ -105,10 +102,9 @@ LABEL_VENV_ENV = "USGEN_LABEL_VENV"
 #: the command that builds the default label virtualenv
 SETUP_COMMAND = "python -m usgen_monai label --setup"
 _STAMP = ".usgen-label"
-_PTH = "00_usgen_main_venv.pth"
 
 
-class LabelEnvironmentError(RuntimeError):
+class LabelEnvironmentError(LayeredVenvError):
     """The label virtualenv is missing, broken, or cannot be built; the message says what to run."""
 
 
@@ -127,9 +123,16 @@ def default_venv() -> Path:
     return repo_root() / ".venv-label"
 
 
-def label_python(venv: str | os.PathLike) -> Path:
-    """The interpreter of a virtualenv."""
-    return Path(venv) / "bin" / "python"
+#: the interpreter of a virtualenv
+label_python = venv_python
+
+
+def _missing(venv: Path, how: str, setup: str) -> str:
+    return (
+        f"the MONAI Label virtualenv {venv} ({how}) does not exist or has no monailabel. The server runs in its "
+        f"own virtualenv with {MONAILABEL_REQUIREMENT}, numpy 1.26 and pydicom 2.4 (the [label] extra); build it "
+        f"once with:\n    {setup}\n(it reuses this virtualenv's torch and MONAI; about 350 MB and a few minutes)."
+    )
 
 
 def find_label_venv(explicit: str | os.PathLike | None = None) -> tuple[Path, str]:
@@ -139,31 +142,23 @@ def find_label_venv(explicit: str | os.PathLike | None = None) -> tuple[Path, st
         LabelEnvironmentError: it has no ``bin/python`` or no MONAI Label; the message names the path and the setup
             command.
     """
-    if explicit:
-        venv, how = Path(explicit), "--venv"
-    elif os.environ.get(LABEL_VENV_ENV):
-        venv, how = Path(os.environ[LABEL_VENV_ENV]), f"${LABEL_VENV_ENV}"
-    else:
-        venv, how = default_venv(), "default"
-    setup = SETUP_COMMAND if how == "default" else f"{SETUP_COMMAND} --venv {venv}"
-    if not label_python(venv).is_file() or not (venv / "bin" / "monailabel").is_file():
-        raise LabelEnvironmentError(
-            f"the MONAI Label virtualenv {venv} ({how}) does not exist or has no monailabel. The server runs in its "
-            f"own virtualenv with {MONAILABEL_REQUIREMENT}, numpy 1.26 and pydicom 2.4 (the [label] extra); build it "
-            f"once with:\n    {setup}\n(it reuses this virtualenv's torch and MONAI; about 350 MB and a few minutes)."
-        )
-    return venv, how
+    return find_layered_venv(
+        explicit, LABEL_VENV_ENV, default_venv(), required=("bin/python", "bin/monailabel"), missing=_missing,
+        setup_command=SETUP_COMMAND, error=LabelEnvironmentError,
+    )  # fmt: skip
 
 
-def _run(args: Sequence[str], what: str, quiet: bool) -> None:
-    out = subprocess.run(list(args), capture_output=quiet, text=True, check=False)
-    if out.returncode != 0:
-        tail = ((out.stdout or "") + (out.stderr or ""))[-3000:] if quiet else ""
-        raise LabelEnvironmentError(f"{what} failed (exit {out.returncode}): {' '.join(args)}\n{tail}")
-
-
-def _stamp(requirements: Sequence[str], main_site: str, monai_version: str) -> str:
-    return json.dumps({"requirements": list(requirements), "main_site": main_site, "monai": monai_version})
+def _check_script(monai_version: str, venv_site: Path) -> str:
+    return (
+        "import numpy, pydicom, highdicom, monai, torch, usgen_monai, monailabel\n"
+        "from monailabel.interfaces.app import MONAILabelApp\n"
+        "from monailabel.tasks.infer.bundle import BundleInferTask\n"
+        "from monailabel.tasks.train.bundle import BundleTrainTask\n"
+        "assert numpy.__version__ == '1.26.4', numpy.__version__\n"
+        "assert pydicom.__version__.startswith('2.4.'), pydicom.__version__\n"
+        f"assert monai.__version__ == {monai_version!r}, monai.__version__\n"
+        "print(monailabel.__version__, numpy.__version__, pydicom.__version__, torch.__version__)\n"
+    )
 
 
 def setup_label_venv(venv: str | os.PathLike | None = None, quiet: bool = True, log=print) -> Path:
@@ -181,67 +176,24 @@ def setup_label_venv(venv: str | os.PathLike | None = None, quiet: bool = True, 
         LabelEnvironmentError: ``venv`` exists but was not built by this function, the running interpreter has no
             MONAI, or a step fails (the message has the command and its output).
     """
-    venv = Path(venv or os.environ.get(LABEL_VENV_ENV) or default_venv())
-    main_site = sysconfig.get_paths()["purelib"]
-    try:
-        monai_version = metadata.version("monai")
-    except metadata.PackageNotFoundError:
-        raise LabelEnvironmentError(
-            f"MONAI is not installed in {sys.prefix}; run the setup from the project's main virtualenv."
-        ) from None
-    requirements = (*LABEL_PINS, *LABEL_SERVER_REQUIREMENTS, MONAILABEL_REQUIREMENT)
-    stamp = _stamp(requirements, main_site, monai_version)
-    stamp_file = venv / _STAMP
-    if label_python(venv).is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
-        log(f"label virtualenv {venv} is up to date ({MONAILABEL_REQUIREMENT}, monai {monai_version})")
-        return venv
-    if venv.exists():
-        if not stamp_file.is_file():
-            raise LabelEnvironmentError(
-                f"{venv} exists but was not built by '{SETUP_COMMAND}' (no {_STAMP} file); remove it or pass another "
-                "--venv."
-            )
-        log(f"rebuilding {venv}: its requirements or main virtualenv changed")
-        shutil.rmtree(venv)
-    base = getattr(sys, "_base_executable", sys.executable)
-    log(
-        f"building {venv} ({MONAILABEL_REQUIREMENT}, {', '.join(LABEL_PINS)}; torch, MONAI and usgen_monai from {main_site})"
+    steps = [
+        (["--no-compile", *LABEL_PINS, *LABEL_SERVER_REQUIREMENTS], "installing the MONAI Label server's requirements"),
+        (["--no-compile", "--no-deps", MONAILABEL_REQUIREMENT], f"installing {MONAILABEL_REQUIREMENT}"),
+    ]
+    return build_layered_venv(
+        Path(venv or os.environ.get(LABEL_VENV_ENV) or default_venv()),
+        requirements=(*LABEL_PINS, *LABEL_SERVER_REQUIREMENTS, MONAILABEL_REQUIREMENT),
+        install_steps=lambda monai_version: steps,
+        check_script=_check_script,
+        check_what="monailabel, monai, torch and usgen_monai",
+        stamp_name=_STAMP,
+        setup_command=SETUP_COMMAND,
+        name="label",
+        error=LabelEnvironmentError,
+        quiet=quiet,
+        log=log,
+        summary=f"{MONAILABEL_REQUIREMENT}, {', '.join(LABEL_PINS)}",
     )
-    _run([base, "-m", "venv", str(venv)], "creating the virtualenv", quiet)
-    python = str(label_python(venv))
-    pip = [python, "-m", "pip", "--disable-pip-version-check"] + (["--quiet"] if quiet else [])
-    # python 3.11's venv seeds setuptools 65, which would shadow the main virtualenv's (torch needs >= 77)
-    _run([*pip, "uninstall", "--yes", "setuptools"], "removing the seeded setuptools", quiet)
-    out = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    venv_site = Path(out.stdout.strip())
-    (venv_site / _PTH).write_text(f"import site; site.addsitedir({main_site!r})\n")
-    _run(
-        [*pip, "install", "--no-compile", *LABEL_PINS, *LABEL_SERVER_REQUIREMENTS],
-        "installing the MONAI Label server's requirements",
-        quiet,
-    )
-    _run(
-        [*pip, "install", "--no-compile", "--no-deps", MONAILABEL_REQUIREMENT],
-        f"installing {MONAILABEL_REQUIREMENT}",
-        quiet,
-    )
-    check = (
-        "import numpy, pydicom, highdicom, monai, torch, usgen_monai, monailabel\n"
-        "from monailabel.interfaces.app import MONAILabelApp\n"
-        "from monailabel.tasks.infer.bundle import BundleInferTask\n"
-        "from monailabel.tasks.train.bundle import BundleTrainTask\n"
-        f"assert numpy.__version__ == '1.26.4', numpy.__version__\n"
-        f"assert pydicom.__version__.startswith('2.4.'), pydicom.__version__\n"
-        f"assert monai.__version__ == {monai_version!r}, monai.__version__\n"
-        "print(monailabel.__version__, numpy.__version__, pydicom.__version__, torch.__version__)\n"
-    )
-    _run([python, "-c", check], "checking that monailabel, monai, torch and usgen_monai import", quiet)
-    stamp_file.write_text(stamp)
-    log(f"label virtualenv ready: {venv}")
-    return venv
 
 
 def server_environment(
