@@ -25,15 +25,12 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sam_study  # noqa: E402  (the breast study this one adds its arms to)
 
 REPO = Path(__file__).resolve().parents[1]
 ARMS = ("unet", "supervised", "mgcc_real", "mgcc_csg")
-LABELS = {"unet": "MONAI UNet, supervised", "supervised": "MGCCNet, supervised", "mgcc_real": "MGCC + real unlabelled",
-          "mgcc_csg": "MGCC + CSG synthetic unlabelled"}  # fmt: skip
 
 
 def study(work: Path, workers: int) -> Path:
@@ -43,12 +40,6 @@ def study(work: Path, workers: int) -> Path:
         work, "breast", workers, ARMS, "--image-size", "64", "--segmenter-learning-rate", "0.003",
         "--labeled-sizes", "8,16,32",
     )  # fmt: skip
-
-
-def _stat(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def collect(study_dir: Path) -> dict:
@@ -63,13 +54,13 @@ def collect(study_dir: Path) -> dict:
         for arm in ARMS:
             by_seed = {c["seed"]: c["dice"] for c in finished if c["num_labeled"] == n and c["arm"] == arm}
             row[f"{arm}_dice"] = dict(sorted(by_seed.items()))
-            row[f"{arm}_dice_mean"], row[f"{arm}_dice_sd"] = _stat(list(by_seed.values()))
+            row[f"{arm}_dice_mean"], row[f"{arm}_dice_sd"] = sam_study.mean_sd(list(by_seed.values()))
             seconds = [c["train_seconds"] for c in finished if c["num_labeled"] == n and c["arm"] == arm]
-            row[f"{arm}_train_seconds_mean"] = _stat(seconds)[0]
+            row[f"{arm}_train_seconds_mean"] = sam_study.mean_sd(seconds)[0]
         for arm in ("mgcc_real", "mgcc_csg"):  # paired by seed against the same-budget supervised MGCCNet
             seeds = sorted(set(row[f"{arm}_dice"]) & set(row["supervised_dice"]))
             gains = [row[f"{arm}_dice"][s] - row["supervised_dice"][s] for s in seeds]
-            row[f"{arm}_gain_mean"], row[f"{arm}_gain_sd"] = _stat(gains)
+            row[f"{arm}_gain_mean"], row[f"{arm}_gain_sd"] = sam_study.mean_sd(gains)
         rows.append(row)
     settings = {k: v for k, v in results["settings"].items() if not k.startswith("sam_") and k != "arms"}
     return {
@@ -85,39 +76,13 @@ def markdown_table(document: dict) -> str:
     lines = ["| labelled images | " + " | ".join(f"`{a}`" for a in ARMS) + " | `mgcc_real` gain | `mgcc_csg` gain |",
              "| --- " * (len(ARMS) + 3) + "|"]  # fmt: skip
     for r in document["rows"]:
-        cells = [sam_study._cell(r[f"{a}_dice_mean"], r[f"{a}_dice_sd"]) for a in ARMS]
+        cells = [sam_study.mean_sd_text(r[f"{a}_dice_mean"], r[f"{a}_dice_sd"]) for a in ARMS]
         gains = [
             "-" if r[f"{a}_gain_mean"] is None else f"{100 * r[f'{a}_gain_mean']:+.1f} ± {100 * r[f'{a}_gain_sd']:.1f}"
             for a in ("mgcc_real", "mgcc_csg")
         ]
         lines.append(f"| {r['num_labeled']} | " + " | ".join(cells + gains) + " |")
     return "\n".join(lines)
-
-
-def plot(document: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = document["rows"]
-    n = [r["num_labeled"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for k, arm in enumerate(ARMS):
-        x = [v * (1 + 0.03 * (k - 1.5)) for v in n]  # side by side, so the error bars do not hide each other
-        ax.errorbar(x, [r[f"{arm}_dice_mean"] for r in rows], yerr=[r[f"{arm}_dice_sd"] for r in rows], marker="o",
-                    capsize=3, label=LABELS[arm])  # fmt: skip
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(n, [str(v) for v in n])
-    ax.set_xlabel("labelled images")
-    ax.set_ylabel("test Dice (lesion)")
-    ax.set_title("breast, held-out simulated test set, 3 seeds")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main() -> None:
@@ -137,7 +102,11 @@ def main() -> None:
         document["command"] = " ".join(["python", "benchmarks/mgcc_study.py", *sys.argv[1:]])
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(document, indent=1), encoding="utf-8")
-        plot(document, args.figure)
+        from usgen_monai.study.report import plot_dice_against_labeled, summarize
+
+        args.figure.parent.mkdir(parents=True, exist_ok=True)
+        cells = [c for arm in ARMS for c in sam_study.cell_results(args.work / "study_breast", arm)]
+        plot_dice_against_labeled(summarize([c for c in cells if c["num_labeled"] >= 8]), "breast", args.figure)
         print(markdown_table(document))
 
 

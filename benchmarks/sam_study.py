@@ -14,7 +14,7 @@ the small configuration trained from scratch on 4-32 pairs learns little, so thi
 2. **study**: ``usgen-monai study --arms sam_real,sam_csg --labeled-sizes 4,8,16,32 --seeds 0,1,2 --sam-checkpoint``
    with that foundation (mask decoder fine-tuned, encoders frozen, as the paper), ``WORK/study_<anatomy>``.
 3. **results**: the table (mean +- sd of Dice and, for the fetal head, head-circumference error) to ``--out`` and
-   the figure (Dice against real pairs) to ``--figure``.
+   the figures (Dice against real pairs, ``<--figure stem>_<anatomy>.png``).
 
 Every step keeps its output and resumes when rerun (the bundle's rolling checkpoints, the study's finished cells).
 
@@ -150,7 +150,7 @@ def zero_shot(work: Path, anatomy: str) -> dict:
     return json.loads(out.read_text(encoding="utf-8"))
 
 
-def _stat(values: list[float]) -> tuple[float | None, float | None]:
+def mean_sd(values: list[float]) -> tuple[float | None, float | None]:
     values = [v for v in values if v is not None]
     if not values:
         return None, None
@@ -202,20 +202,20 @@ def collect(work: Path, anatomies: list[str]) -> dict:
             row = {"anatomy": anatomy, "num_labeled": n}
             for arm, by_seed in by_arm.items():
                 row[f"{arm}_dice"] = {s: c["dice"] for s, c in sorted(by_seed.items())}
-                row[f"{arm}_dice_mean"], row[f"{arm}_dice_sd"] = _stat(list(row[f"{arm}_dice"].values()))
+                row[f"{arm}_dice_mean"], row[f"{arm}_dice_sd"] = mean_sd(list(row[f"{arm}_dice"].values()))
                 if anatomy == "fetal_head":
                     hc = [c.get("hc_abs_error_mm") for c in by_seed.values()]
-                    row[f"{arm}_hc_mm_mean"], row[f"{arm}_hc_mm_sd"] = _stat(hc)
-                row[f"{arm}_train_seconds_mean"] = _stat([c["train_seconds"] for c in by_seed.values()])[0]
+                    row[f"{arm}_hc_mm_mean"], row[f"{arm}_hc_mm_sd"] = mean_sd(hc)
+                row[f"{arm}_train_seconds_mean"] = mean_sd([c["train_seconds"] for c in by_seed.values()])[0]
             seeds = sorted(set(by_arm["sam_real"]) & set(by_arm["sam_csg"]))
             gains = [by_arm["sam_csg"][s]["dice"] - by_arm["sam_real"][s]["dice"] for s in seeds]
-            row["gain_mean"], row["gain_sd"] = _stat(gains)
+            row["gain_mean"], row["gain_sd"] = mean_sd(gains)
             row["num_seeds"] = len(seeds)
             document["rows"].append(row)
     return document
 
 
-def _cell(mean: float | None, sd: float | None, digits: int = 3) -> str:
+def mean_sd_text(mean: float | None, sd: float | None, digits: int = 3) -> str:
     return "-" if mean is None else f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
@@ -224,41 +224,27 @@ def markdown_table(document: dict) -> str:
     lines = ["| preset | real pairs | real only | real + synthetic | gain (Dice points) | HC error real only (mm) "
              "| HC error real + synthetic (mm) |", "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for r in document["rows"]:
-        hc = [_cell(r.get(f"{a}_hc_mm_mean"), r.get(f"{a}_hc_mm_sd"), 1) if r["anatomy"] == "fetal_head" else ""
+        hc = [mean_sd_text(r.get(f"{a}_hc_mm_mean"), r.get(f"{a}_hc_mm_sd"), 1) if r["anatomy"] == "fetal_head" else ""
               for a in SAM_ARMS]  # fmt: skip
         gain = "-" if r["gain_mean"] is None else f"{100 * r['gain_mean']:+.1f} ± {100 * r['gain_sd']:.1f}"
+        real, synthetic = (mean_sd_text(r[f"{a}_dice_mean"], r[f"{a}_dice_sd"]) for a in SAM_ARMS)
         lines.append(
-            f"| `{r['anatomy']}` | {r['num_labeled']} | {_cell(r['sam_real_dice_mean'], r['sam_real_dice_sd'])} | "
-            f"{_cell(r['sam_csg_dice_mean'], r['sam_csg_dice_sd'])} | {gain} | {hc[0]} | {hc[1]} |"
+            f"| `{r['anatomy']}` | {r['num_labeled']} | {real} | {synthetic} | {gain} | {hc[0]} | {hc[1]} |"
         )
     return "\n".join(lines)
 
 
-def plot(document: dict, path: Path) -> None:
-    import matplotlib
+def plot(work: Path, anatomies: list[str], figure: Path) -> list[Path]:
+    """Dice against real pairs per anatomy (the study report's figure), ``<figure stem>_<anatomy>.png``."""
+    from usgen_monai.study.report import plot_dice_against_labeled, summarize
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    anatomies = sorted({r["anatomy"] for r in document["rows"]})
-    fig, axes = plt.subplots(1, len(anatomies), figsize=(5 * len(anatomies), 3.6), squeeze=False)
-    for ax, anatomy in zip(axes[0], anatomies):
-        rows = [r for r in document["rows"] if r["anatomy"] == anatomy]
-        n = [r["num_labeled"] for r in rows]
-        for arm, label in (("sam_real", "real only"), ("sam_csg", "real + CSG synthetic")):
-            ax.errorbar(n, [r[f"{arm}_dice_mean"] for r in rows], yerr=[r[f"{arm}_dice_sd"] for r in rows],
-                        marker="o", capsize=3, label=label)  # fmt: skip
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(n, [str(v) for v in n])
-        ax.set_xlabel("real pairs")
-        ax.set_ylabel("test Dice (box prompts)")
-        ax.set_title(anatomy)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    paths = []
+    for anatomy in anatomies:
+        rows = summarize([c for arm in SAM_ARMS for c in cell_results(work / f"study_{anatomy}", arm)])
+        path = figure.with_name(f"{figure.stem}_{anatomy}{figure.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        paths.append(plot_dice_against_labeled(rows, anatomy, path))
+    return paths
 
 
 def main() -> None:
@@ -285,7 +271,7 @@ def main() -> None:
         document["command"] = " ".join(["python", "benchmarks/sam_study.py", *sys.argv[1:]])
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(document, indent=1), encoding="utf-8")
-        plot(document, args.figure)
+        plot(args.work, anatomies, args.figure)
         print(markdown_table(document))
 
 
