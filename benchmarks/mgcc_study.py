@@ -25,7 +25,6 @@ import json
 import sys
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sam_study  # noqa: E402  (the breast study this one adds its arms to)
 

@@ -228,9 +228,7 @@ def markdown_table(document: dict) -> str:
               for a in SAM_ARMS]  # fmt: skip
         gain = "-" if r["gain_mean"] is None else f"{100 * r['gain_mean']:+.1f} ± {100 * r['gain_sd']:.1f}"
         real, synthetic = (mean_sd_text(r[f"{a}_dice_mean"], r[f"{a}_dice_sd"]) for a in SAM_ARMS)
-        lines.append(
-            f"| `{r['anatomy']}` | {r['num_labeled']} | {real} | {synthetic} | {gain} | {hc[0]} | {hc[1]} |"
-        )
+        lines.append(f"| `{r['anatomy']}` | {r['num_labeled']} | {real} | {synthetic} | {gain} | {hc[0]} | {hc[1]} |")
     return "\n".join(lines)
 
 
