@@ -250,7 +250,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/sam_study"))
     parser.add_argument("--anatomy", default="fetal_head,breast")
     parser.add_argument("--steps", default="foundation,study,results")
-    parser.add_argument("--foundation_iterations", type=int, default=1600)
+    parser.add_argument("--foundation_iterations", type=int, default=2400)
     parser.add_argument("--foundation_images", type=int, default=240, help="simulated images per other preset")
     parser.add_argument("--workers", type=int, default=1, help="study cells at once per anatomy")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "sam_study.json")
