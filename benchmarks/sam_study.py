@@ -117,6 +117,11 @@ STUDY_ARGS = (
     "--sam-architecture", "small", "--in-process",
 )  # fmt: skip
 SAM_ARMS = ("sam_real", "sam_csg")
+SAM_SETTINGS = (
+    "anatomies", "seeds", "simulator_image_size", "segmenter_iterations", "sam_learning_rate", "sam_architecture",
+    "sam_checkpoint", "generator_iterations", "num_synthetic", "num_test", "num_labeled_pool", "num_unlabeled_pool",
+    "test_fraction", "split_seed", "num_threads", "device",
+)  # fmt: skip
 
 
 def study(work: Path, anatomy: str, workers: int, other_arms: tuple[str, ...] = (), *other_args: str) -> Path:
@@ -176,7 +181,12 @@ def collect(work: Path, anatomies: list[str]) -> dict:
         done = json.loads((work / f"foundation_{anatomy}" / "done.json").read_text(encoding="utf-8"))
         metrics = zero_shot(work, anatomy)
         document["protocol"][anatomy] = {
-            "study_settings": {k: v for k, v in results["settings"].items() if k not in ("arms", "image_size")},
+            # the SAM arms' settings (the folder's last run may have been mgcc_study.py's, with its sizes and arms)
+            "study_settings": {
+                **{k: v for k, v in results["settings"].items() if k in SAM_SETTINGS},
+                "labeled_sizes": [int(n) for n in STUDY_ARGS[STUDY_ARGS.index("--labeled-sizes") + 1].split(",")],
+                "arms": list(SAM_ARMS),
+            },
             "foundation": {
                 "trained_on": [p for p in PRESETS if p != anatomy],
                 "what": "every tissue class of simulated images of those presets, one item per image and class, "
