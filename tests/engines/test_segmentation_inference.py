@@ -141,6 +141,24 @@ def test_run_over_a_mixed_folder(mixed, tmp_path):
     assert agree.mean() > 0.6  # resized to 16x16 and back: the dark parts are the mask
 
 
+def test_worker_processes_preprocess_in_order_and_report_failures(mixed, tmp_path):
+    inputs = inference_inputs(dataset_dir=mixed)
+    here = _runner(tmp_path / "here", batch_size=3).run(inputs)
+    workers = _runner(tmp_path / "workers", batch_size=3, num_workers=2).run(inputs)
+    assert [r["item"] for r in workers.succeeded] == [r["item"] for r in here.succeeded]
+    assert [(r["input"], r["reason"]) for r in workers.failed] == [(r["input"], r["reason"]) for r in here.failed]
+    assert workers.failed[0]["input"].endswith("broken.png") and "broken.png" in workers.failed[0]["reason"]
+    for record in here.succeeded:
+        for path in record["outputs"]:
+            name = path.rsplit("/", 1)[-1]
+            if name.endswith(".png"):
+                assert np.array_equal(
+                    np.asarray(Image.open(path)), np.asarray(Image.open(tmp_path / "workers" / name))
+                ), name
+    with pytest.raises(ValueError, match="num_workers"):
+        _runner(tmp_path, num_workers=-1)
+
+
 def test_dicom_output_references_its_source(mixed, tmp_path):
     out = tmp_path / "out"
     summary = _runner(out, output_format="dicom").run(

@@ -229,6 +229,30 @@ def test_study_command_errors(tmp_path, capsys):
         run_study(tmp_path / "x", StudySettings(anatomies=("breast",), **{**TINY, "arms": ("sam_magic",)}))
 
 
+def test_device_reaches_every_bundle_run_and_a_missing_one_is_refused(tmp_path, monkeypatch):
+    import torch
+
+    from usgen_monai.study import arms
+
+    seen, real_run_bundle = [], arms.run_bundle
+
+    def recording(config_files, overrides, *args, **kwargs):
+        seen.append((Path(config_files[-1]).name, (overrides or {}).get("device")))
+        return real_run_bundle(config_files, overrides, *args, **kwargs)
+
+    monkeypatch.setattr(arms, "run_bundle", recording)
+    settings = StudySettings(anatomies=("breast",), **{**TINY, "arms": ("supervised", "sam_csg"), "device": "cpu"})
+    document = run_study(tmp_path / "cpu", settings, progress=False)
+    assert not document["failures"] and len(seen) >= 4  # generator training and sampling, two arms
+    assert {device for _, device in seen} == {"$torch.device('cpu')"}, seen
+    with pytest.raises(ValueError, match="not a device torch knows"):
+        run_study(tmp_path / "bad", StudySettings(anatomies=("breast",), **{**TINY, "device": "gpu0"}))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device on this machine"):
+            run_study(tmp_path / "cuda", StudySettings(anatomies=("breast",), **{**TINY, "device": "cuda:0"}))
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "cuda").exists()
+
+
 def test_sam_arms_fine_tune_a_given_checkpoint(tmp_path):
     import torch
 

@@ -9,7 +9,8 @@ writer and per-file error handling are one path that every consumer must take th
         -> postprocessing (Compose: Activationsd, AsDiscreted, Invertd back to the input's pixel grid)
         -> writer (MaskWriter: PNG, NIfTI or DICOM SEG that references its source DICOM)
 
-and runs them on every input, in order, one input at a time. An input that fails anywhere (unreadable, corrupt, an
+and runs them on every input, in order, in batches of inputs of one shape (``num_workers`` processes read and
+preprocess the next inputs meanwhile). An input that fails anywhere (unreadable, corrupt, an
 unsupported DICOM) is logged, recorded with its reason and skipped; the run goes on and ends with a logged summary and
 a JSON summary file (``inference_summary.json``) listing every mask written and every failure.
 
@@ -36,7 +37,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -430,6 +431,29 @@ def failure_reason(error: BaseException) -> str:
     return text if text.startswith(type(error).__name__) else f"{type(error).__name__}: {text}"
 
 
+class _PreprocessedItems(torch.utils.data.Dataset):
+    """``dataset[i] = (i, preprocessing(items[i]))``, or ``(i, failure reason)`` when the preprocessing raises (a
+    string, so a failure crosses from a worker process whatever the exception)."""
+
+    def __init__(self, items: Sequence[dict[str, Any]], preprocessing: Callable[[dict], dict]) -> None:
+        self.items = items
+        self.preprocessing = preprocessing
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[int, dict[str, Any] | str]:
+        try:
+            return index, self.preprocessing(dict(self.items[index]))
+        except Exception as error:  # reported by the runner, which goes on
+            logger.debug(f"{self.items[index]} failed", exc_info=error)
+            return index, failure_reason(error)
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
 class SegmentationInference:
     """Segment every input and write one mask per input (one per frame for PNG cines); failures are skipped.
 
@@ -466,6 +490,9 @@ class SegmentationInference:
         description: the progress bar's label. Defaults to ``"segment"``.
         item_stems: end every output stem in ``_item<k>``, ``k`` the item's position in the inputs (from 0).
             Defaults to False.
+        num_workers: processes that read and preprocess the next inputs (a ``torch.utils.data.DataLoader``) while
+            the network runs on the current ones; 0 preprocesses in this process. Inputs keep their order and a
+            failure in a worker is reported for its file as in this process. Defaults to 0.
     """
 
     def __init__(
@@ -484,6 +511,7 @@ class SegmentationInference:
         summary_path: str | os.PathLike | None = None,
         description: str = "segment",
         item_stems: bool | str = False,
+        num_workers: int = 0,
     ) -> None:
         if not callable(network):
             raise ValueError(f"network must be callable, got {type(network).__name__}.")
@@ -507,6 +535,9 @@ class SegmentationInference:
         self.summary_path = None if not summary_path else Path(summary_path)
         self.description = description
         self.item_stems = as_flag(item_stems)
+        if int(num_workers) != num_workers or num_workers < 0:
+            raise ValueError(f"num_workers must be a non-negative integer, got num_workers={num_workers}.")
+        self.num_workers = int(num_workers)
 
     def predict(self, batch: Sequence[dict[str, Any]]) -> None:
         """Infer preprocessed items whose images share one shape, in one call; stores ``pred_key`` in each (a
@@ -563,11 +594,25 @@ class SegmentationInference:
                 record["note"] = note
         return record
 
-    def _fail(self, summary: InferenceSummary, source: str, error: BaseException, index: int = 0) -> None:
-        reason = failure_reason(error)
+    def _fail(self, summary: InferenceSummary, source: str, error: BaseException | str, index: int = 0) -> None:
+        reason = error if isinstance(error, str) else failure_reason(error)
         logger.warning(f"skipped {source}: {reason}")
-        logger.debug(f"{source} failed", exc_info=error)
+        if not isinstance(error, str):
+            logger.debug(f"{source} failed", exc_info=error)
         summary.failed.append({"input": source, "item": int(index), "reason": reason})
+
+    def _prepared(self, items: Sequence[dict[str, Any]]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+        """``(index, preprocessed data)`` for every item in order, or ``(index, failure reason)`` where its
+        preprocessing failed; in ``num_workers`` worker processes when there are any."""
+        dataset = _PreprocessedItems(items, self.preprocessing)
+        if self.num_workers == 0:
+            yield from (dataset[i] for i in range(len(dataset)))
+            return
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=None, shuffle=False, num_workers=self.num_workers, collate_fn=_as_is,
+            prefetch_factor=max(2, self.batch_size),
+        )  # fmt: skip
+        yield from loader
 
     def _predict_group(
         self, group: list[tuple[str, dict, int]], summary: InferenceSummary
@@ -611,17 +656,18 @@ class SegmentationInference:
             for s in (i.get(self.image_key) for i in items)
         ]
         start = time.perf_counter()
+        prepared_items = self._prepared(items)
         with tqdm(total=len(items), desc=self.description, unit="image", disable=not self.progress) as bar:
             for first in range(0, len(items), self.batch_size):
                 groups: dict[tuple, list[tuple[str, dict, int]]] = {}
-                for index in range(first, min(first + self.batch_size, len(items))):
+                for _ in range(first, min(first + self.batch_size, len(items))):
+                    index, prepared = next(prepared_items)
                     source = sources[index]
-                    try:
-                        prepared = self.preprocessing(dict(items[index]))
-                        groups.setdefault(tuple(prepared[self.image_key].shape), []).append((source, prepared, index))
-                    except Exception as error:  # noqa: BLE001 - one bad input is reported and skipped
-                        self._fail(summary, source, error, index)
+                    if isinstance(prepared, str):  # one bad input is reported and skipped
+                        self._fail(summary, source, prepared, index)
                         bar.update(1)
+                        continue
+                    groups.setdefault(tuple(prepared[self.image_key].shape), []).append((source, prepared, index))
                 for group in groups.values():
                     for source, prepared, index in self._predict_group(group, summary):
                         try:

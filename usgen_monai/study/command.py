@@ -124,6 +124,21 @@ def _settings(args: argparse.Namespace) -> Any:
     return StudySettings.quick(**changes) if args.quick else StudySettings.full(**changes)
 
 
+def _check_device(device: str) -> None:
+    """Refuse a ``--device`` this machine cannot run, before any cell: every bundle run would fail on it."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(f"--device {device!r} is not a device torch knows ({error}); e.g. cpu or cuda:0.") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: no CUDA device on this machine (torch.cuda.is_available() is False).")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+
+
 def run_study(
     out: str | Path,
     settings: Any,
@@ -158,6 +173,8 @@ def run_study(
         raise ValueError(f"segmenter_optimizer must be 'adam' or 'sgd', got {settings.segmenter_optimizer!r}.")
     if settings.nproc_per_node > 1 and settings.in_process:
         raise ValueError("--nproc-per-node launches torchrun, which needs one process per bundle run (--no-in-process).")
+    if settings.device:
+        _check_device(settings.device)
     unknown = [a for a in settings.arms if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown arm(s) {unknown}; arms are {sorted(ARMS)}.")

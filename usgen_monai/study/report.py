@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from usgen_monai.study.findings import findings, findings_section
 from usgen_monai.utils import write_json_atomic, write_text_atomic
 
 __all__ = [
@@ -383,6 +384,7 @@ def write_report(
         "quality_summary": summarize_quality(qualities),
         "failures": failures,
     }
+    document["findings"] = findings(results, document["quality_summary"])
     write_json_atomic(out / "results.json", document)
 
     lines = ["# Does synthetic data help? Study report", ""]
@@ -531,6 +533,7 @@ def write_report(
                 f"{_mean_sd(r, 'mask_consistency_ratio')} |"
             )
         lines.append("")
+    lines += findings_section(document["findings"])
     lines += _speed_section(out, generators, settings, speed_benchmark)
     if failures:
         lines += ["## Failed cells", ""]
