@@ -4,6 +4,9 @@ Target (issue 10): at least 20 images/s on 2 cores with the CPU width.
 
     python benchmarks/mgcc_inference_speed.py --out benchmarks/results/mgcc_inference_speed.json
 
+Each torch thread count is measured with each number of batches segmented at once (``--parallel_batches``, the
+inference config's ``parallel_batches``: each batch in its own thread, torch's threads divided among them).
+
 The weights are random (speed does not depend on them); the time is the runner's own (``inference_summary.json``:
 reading, inference, postprocessing and writing of every image), after one warm-up run. The machine's load average is
 recorded with each measurement, since other processes share the cores, and so is the CPU time per image, which they
@@ -42,7 +45,9 @@ def _images(folder: Path, num: int, size: int) -> Path:
     return folder
 
 
-def _measure(work: Path, images: Path, channels: list[int], repeats: int, batch_size: int) -> dict:
+def _measure(
+    work: Path, images: Path, channels: list[int], repeats: int, batch_size: int, parallel_batches: int = 1
+) -> dict:
     parser = ConfigParser()
     parser.read_config(str(CONFIG))
     parser.update({"network_def#channels": channels})
@@ -51,7 +56,7 @@ def _measure(work: Path, images: Path, channels: list[int], repeats: int, batch_
     torch.save(network.state_dict(), weights)
     params = sum(p.numel() for p in network.parameters())
     settings = {"model_path": str(weights), "network_def#channels": channels, "progress": False,
-                "batch_size": batch_size}  # fmt: skip
+                "batch_size": batch_size, "parallel_batches": parallel_batches}  # fmt: skip
     warm = work / "warm"
     warm.mkdir(exist_ok=True)
     for p in sorted(images.iterdir())[:batch_size]:
@@ -61,7 +66,7 @@ def _measure(work: Path, images: Path, channels: list[int], repeats: int, batch_
     )
     rates, loads, cpu = [], [], []
     for r in range(repeats):
-        out = work / f"out_{channels[0]}_{r}"
+        out = work / f"out_{channels[0]}_{parallel_batches}_{r}"
         load = os.getloadavg()[0]
         cpu_start = time.process_time()
         bundle_run(
@@ -71,9 +76,11 @@ def _measure(work: Path, images: Path, channels: list[int], repeats: int, batch_
         rates.append(summary["num_succeeded"] / summary["seconds"])
         cpu.append((time.process_time() - cpu_start) / summary["num_succeeded"])
         loads.append(round(load, 2))
-        print(channels, f"{rates[-1]:.2f} images/s (load average {load:.2f})", flush=True)
+        print(channels, f"{torch.get_num_threads()} thread(s), {parallel_batches} parallel batch(es): {rates[-1]:.2f} images/s "
+              f"(load average {load:.2f})", flush=True)
     return {
         "channels": channels,
+        "parallel_batches": parallel_batches,
         "parameters": params,
         "num_images": len(list(images.iterdir())),
         "images_per_s": [round(x, 2) for x in rates],
@@ -93,10 +100,12 @@ def main():
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", default="1,2", help="torch thread counts to measure the CPU width with")
+    parser.add_argument("--parallel_batches", default="1,2", help="batches segmented at once (the config's parallel_batches)")
     parser.add_argument("--wider", default="8,16,32,64,128", help="another width to compare (images as the CPU width)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     threads = [int(t) for t in str(args.threads).split(",")]
+    parallel = [int(k) for k in str(args.parallel_batches).split(",")]
     cpu_channels = ConfigParser.load_config_file(str(CONFIG))["network_def"]["channels"]
     batch_size = ConfigParser.load_config_file(str(CONFIG))["batch_size"]
     report = {
@@ -104,6 +113,7 @@ def main():
         "config": "bundles/mgcc/configs/inference.json (PNG in, PNG masks out)",
         "size": args.size,
         "torch_threads": threads,
+        "parallel_batches": parallel,
         "batch_size": batch_size,
         "target": "at least 20 images/s with the CPU width on 2 cores",
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
@@ -118,12 +128,15 @@ def main():
             (paper_images / p.name).write_bytes(p.read_bytes())
         for n in threads:
             torch.set_num_threads(n)
-            report[f"cpu_width_{n}_threads"] = _measure(work, images, cpu_channels, args.repeats, batch_size)
+            for k in parallel:
+                report[f"cpu_width_{n}_threads_{k}_parallel"] = _measure(
+                    work, images, cpu_channels, args.repeats, batch_size, k
+                )
         torch.set_num_threads(threads[0])
         if args.wider:
             wider = [int(c) for c in args.wider.split(",")]
-            report[f"wider_{threads[0]}_threads"] = _measure(work, images, wider, args.repeats, batch_size)
-        report[f"paper_width_{threads[0]}_threads"] = _measure(work, paper_images, PAPER_CHANNELS, 1, batch_size)
+            report[f"wider_{threads[0]}_threads"] = _measure(work, images, wider, args.repeats, batch_size, 1)
+        report[f"paper_width_{threads[0]}_threads"] = _measure(work, paper_images, PAPER_CHANNELS, 1, batch_size, 1)
         report["seconds"] = round(time.perf_counter() - start, 1)
     report["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
     print(json.dumps(report, indent=2))

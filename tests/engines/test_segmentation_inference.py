@@ -141,22 +141,28 @@ def test_run_over_a_mixed_folder(mixed, tmp_path):
     assert agree.mean() > 0.6  # resized to 16x16 and back: the dark parts are the mask
 
 
-def test_worker_processes_preprocess_in_order_and_report_failures(mixed, tmp_path):
+def test_parallel_batches_write_what_one_at_a_time_writes(mixed, tmp_path):
     inputs = inference_inputs(dataset_dir=mixed)
-    here = _runner(tmp_path / "here", batch_size=3).run(inputs)
-    workers = _runner(tmp_path / "workers", batch_size=3, num_workers=2).run(inputs)
-    assert [r["item"] for r in workers.succeeded] == [r["item"] for r in here.succeeded]
-    assert [(r["input"], r["reason"]) for r in workers.failed] == [(r["input"], r["reason"]) for r in here.failed]
-    assert workers.failed[0]["input"].endswith("broken.png") and "broken.png" in workers.failed[0]["reason"]
-    for record in here.succeeded:
+    (tmp_path / "twin").mkdir()
+    (tmp_path / "twin" / "grey.png").write_bytes((mixed / "grey.png").read_bytes())  # a stem taken twice
+    inputs = [*inputs, {"image": str(tmp_path / "twin" / "grey.png")}]
+    serial = _runner(tmp_path / "serial", batch_size=2).run(inputs)
+    threads = torch.get_num_threads()
+    parallel = _runner(tmp_path / "parallel", batch_size=2, parallel_batches=3).run(inputs)
+    assert torch.get_num_threads() == threads  # the run's division of torch threads is undone
+    strip = lambda records: [{**r, "outputs": [o.rsplit("/", 1)[-1] for o in r.get("outputs", [])]} for r in records]  # noqa: E731
+    assert strip(parallel.succeeded) == strip(serial.succeeded)
+    assert parallel.failed == serial.failed and parallel.failed[0]["input"].endswith("broken.png")
+    assert (tmp_path / "parallel" / "grey_2_seg.png").is_file()  # names in input order whatever finishes first
+    for record in serial.succeeded:
         for path in record["outputs"]:
             name = path.rsplit("/", 1)[-1]
             if name.endswith(".png"):
                 assert np.array_equal(
-                    np.asarray(Image.open(path)), np.asarray(Image.open(tmp_path / "workers" / name))
+                    np.asarray(Image.open(path)), np.asarray(Image.open(tmp_path / "parallel" / name))
                 ), name
-    with pytest.raises(ValueError, match="num_workers"):
-        _runner(tmp_path, num_workers=-1)
+    with pytest.raises(ValueError, match="parallel_batches"):
+        _runner(tmp_path, parallel_batches=0)
 
 
 def test_dicom_output_references_its_source(mixed, tmp_path):

@@ -9,8 +9,9 @@ writer and per-file error handling are one path that every consumer must take th
         -> postprocessing (Compose: Activationsd, AsDiscreted, Invertd back to the input's pixel grid)
         -> writer (MaskWriter: PNG, NIfTI or DICOM SEG that references its source DICOM)
 
-and runs them on every input, in order, in batches of inputs of one shape (``num_workers`` processes read and
-preprocess the next inputs meanwhile). An input that fails anywhere (unreadable, corrupt, an
+and runs them on every input in batches of inputs of one shape (``parallel_batches`` batches at once, each in its
+own thread: the network's operations release the GIL, and for a small network one torch thread per batch uses the
+cores better than several threads on one batch). An input that fails anywhere (unreadable, corrupt, an
 unsupported DICOM) is logged, recorded with its reason and skipped; the run goes on and ends with a logged summary and
 a JSON summary file (``inference_summary.json``) listing every mask written and every failure.
 
@@ -37,7 +38,9 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -431,29 +434,6 @@ def failure_reason(error: BaseException) -> str:
     return text if text.startswith(type(error).__name__) else f"{type(error).__name__}: {text}"
 
 
-class _PreprocessedItems(torch.utils.data.Dataset):
-    """``dataset[i] = (i, preprocessing(items[i]))``, or ``(i, failure reason)`` when the preprocessing raises (a
-    string, so a failure crosses from a worker process whatever the exception)."""
-
-    def __init__(self, items: Sequence[dict[str, Any]], preprocessing: Callable[[dict], dict]) -> None:
-        self.items = items
-        self.preprocessing = preprocessing
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[int, dict[str, Any] | str]:
-        try:
-            return index, self.preprocessing(dict(self.items[index]))
-        except Exception as error:  # reported by the runner, which goes on
-            logger.debug(f"{self.items[index]} failed", exc_info=error)
-            return index, failure_reason(error)
-
-
-def _as_is(item: Any) -> Any:
-    return item
-
-
 class SegmentationInference:
     """Segment every input and write one mask per input (one per frame for PNG cines); failures are skipped.
 
@@ -465,6 +445,7 @@ class SegmentationInference:
     name without its extension(s), with ``_2``, ``_3``, ... added when two inputs share one (``case.png`` and
     ``case.dcm``); with ``item_stems`` every stem instead ends in the item's position in the inputs
     (``case_item3``), so several items on one image (one per prompt) get names that say which item they answer.
+    Stems are given in input order before the run, so they do not depend on which inputs fail or finish first.
     Every summary record holds that position as ``item``. Any exception of one item is caught, logged with the file
     name and recorded in the summary (a batch that fails is retried one input at a time); the run goes on. It ends
     with a logged summary line and, with ``summary_path``, a JSON summary.
@@ -490,9 +471,9 @@ class SegmentationInference:
         description: the progress bar's label. Defaults to ``"segment"``.
         item_stems: end every output stem in ``_item<k>``, ``k`` the item's position in the inputs (from 0).
             Defaults to False.
-        num_workers: processes that read and preprocess the next inputs (a ``torch.utils.data.DataLoader``) while
-            the network runs on the current ones; 0 preprocesses in this process. Inputs keep their order and a
-            failure in a worker is reported for its file as in this process. Defaults to 0.
+        parallel_batches: batches segmented at once, each in its own thread (read, infer, postprocess, write). On
+            a CPU the run divides torch's threads among them (at least one each) and restores the setting after.
+            Defaults to 1.
     """
 
     def __init__(
@@ -511,7 +492,7 @@ class SegmentationInference:
         summary_path: str | os.PathLike | None = None,
         description: str = "segment",
         item_stems: bool | str = False,
-        num_workers: int = 0,
+        parallel_batches: int = 1,
     ) -> None:
         if not callable(network):
             raise ValueError(f"network must be callable, got {type(network).__name__}.")
@@ -535,9 +516,9 @@ class SegmentationInference:
         self.summary_path = None if not summary_path else Path(summary_path)
         self.description = description
         self.item_stems = as_flag(item_stems)
-        if int(num_workers) != num_workers or num_workers < 0:
-            raise ValueError(f"num_workers must be a non-negative integer, got num_workers={num_workers}.")
-        self.num_workers = int(num_workers)
+        if int(parallel_batches) != parallel_batches or parallel_batches < 1:
+            raise ValueError(f"parallel_batches must be a positive integer, got parallel_batches={parallel_batches}.")
+        self.parallel_batches = int(parallel_batches)
 
     def predict(self, batch: Sequence[dict[str, Any]]) -> None:
         """Infer preprocessed items whose images share one shape, in one call; stores ``pred_key`` in each (a
@@ -573,9 +554,9 @@ class SegmentationInference:
         used.add(unique)
         return unique
 
-    def _record(self, data: dict[str, Any], source: str, used: set[str], index: int = 0) -> dict[str, Any]:
-        """Postprocess and write one predicted item (``index``: its position in the inputs); returns its summary
-        record."""
+    def _record(self, data: dict[str, Any], source: str, stem: str, index: int = 0) -> dict[str, Any]:
+        """Postprocess and write one predicted item (``index``: its position in the inputs) as ``stem``; returns
+        its summary record."""
         if self.postprocessing is not None:
             data = self.postprocessing(data)
         pred = data[self.pred_key]
@@ -587,32 +568,17 @@ class SegmentationInference:
             "frames": int(spatial[2]) if len(spatial) > 2 else 1,
         }
         if self.writer is not None:
-            stem = self.output_stem(source, used) if not self.item_stems else self.output_stem(source, set()) + f"_item{index}"
             paths, fmt, note = self.writer(pred, source=source, stem=stem)
             record.update(outputs=[str(p) for p in paths], format=fmt)
             if note:
                 record["note"] = note
         return record
 
-    def _fail(self, summary: InferenceSummary, source: str, error: BaseException | str, index: int = 0) -> None:
-        reason = error if isinstance(error, str) else failure_reason(error)
+    def _fail(self, summary: InferenceSummary, source: str, error: BaseException, index: int = 0) -> None:
+        reason = failure_reason(error)
         logger.warning(f"skipped {source}: {reason}")
-        if not isinstance(error, str):
-            logger.debug(f"{source} failed", exc_info=error)
+        logger.debug(f"{source} failed", exc_info=error)
         summary.failed.append({"input": source, "item": int(index), "reason": reason})
-
-    def _prepared(self, items: Sequence[dict[str, Any]]) -> Iterator[tuple[int, dict[str, Any] | str]]:
-        """``(index, preprocessed data)`` for every item in order, or ``(index, failure reason)`` where its
-        preprocessing failed; in ``num_workers`` worker processes when there are any."""
-        dataset = _PreprocessedItems(items, self.preprocessing)
-        if self.num_workers == 0:
-            yield from (dataset[i] for i in range(len(dataset)))
-            return
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=None, shuffle=False, num_workers=self.num_workers, collate_fn=_as_is,
-            prefetch_factor=max(2, self.batch_size),
-        )  # fmt: skip
-        yield from loader
 
     def _predict_group(
         self, group: list[tuple[str, dict, int]], summary: InferenceSummary
@@ -655,26 +621,47 @@ class SegmentationInference:
             os.fspath(s) if isinstance(s, (str, os.PathLike)) else str(s)
             for s in (i.get(self.image_key) for i in items)
         ]
+        if self.item_stems:
+            stems = [self.output_stem(source, set()) + f"_item{index}" for index, source in enumerate(sources)]
+        else:
+            stems = [self.output_stem(source, used) for source in sources]
         start = time.perf_counter()
-        prepared_items = self._prepared(items)
+        lock = threading.Lock()
         with tqdm(total=len(items), desc=self.description, unit="image", disable=not self.progress) as bar:
-            for first in range(0, len(items), self.batch_size):
+
+            def segment_batch(first: int) -> None:
                 groups: dict[tuple, list[tuple[str, dict, int]]] = {}
-                for _ in range(first, min(first + self.batch_size, len(items))):
-                    index, prepared = next(prepared_items)
+                for index in range(first, min(first + self.batch_size, len(items))):
                     source = sources[index]
-                    if isinstance(prepared, str):  # one bad input is reported and skipped
-                        self._fail(summary, source, prepared, index)
-                        bar.update(1)
-                        continue
-                    groups.setdefault(tuple(prepared[self.image_key].shape), []).append((source, prepared, index))
+                    try:
+                        prepared = self.preprocessing(dict(items[index]))
+                        groups.setdefault(tuple(prepared[self.image_key].shape), []).append((source, prepared, index))
+                    except Exception as error:  # noqa: BLE001 - one bad input is reported and skipped
+                        self._fail(summary, source, error, index)
+                        with lock:
+                            bar.update(1)
                 for group in groups.values():
                     for source, prepared, index in self._predict_group(group, summary):
                         try:
-                            summary.succeeded.append(self._record(prepared, source, used, index))
+                            summary.succeeded.append(self._record(prepared, source, stems[index], index))
                         except Exception as error:  # noqa: BLE001
                             self._fail(summary, source, error, index)
-                    bar.update(len(group))
+                    with lock:
+                        bar.update(len(group))
+
+            batches = range(0, len(items), self.batch_size)
+            if self.parallel_batches == 1:
+                for first in batches:
+                    segment_batch(first)
+            else:
+                threads = torch.get_num_threads()
+                if self.device.type == "cpu":  # one pool of intra-op threads shared by the batches, not one each
+                    torch.set_num_threads(max(1, threads // self.parallel_batches))
+                try:
+                    with ThreadPoolExecutor(self.parallel_batches) as pool:
+                        list(pool.map(segment_batch, batches))
+                finally:
+                    torch.set_num_threads(threads)
         summary.seconds = time.perf_counter() - start
         summary.succeeded.sort(key=lambda r: r["item"])
         summary.failed.sort(key=lambda r: r["item"])
