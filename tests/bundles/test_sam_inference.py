@@ -191,6 +191,13 @@ def test_auto_prompts_from_the_mgcc_bundle(images, model_path, tmp_path):
         AutoBoxPromptd(_mgcc_bundle(tmp_path / "empty", -50.0))({"image": str(images / "wide.png")})
     with pytest.raises(ValueError, match="automatic prompts are off"):
         AutoBoxPromptd("")({"image": str(images / "wide.png")})
+    # the weights rule is the bundle loader's: TorchScript alone (as MONAI Deploy ships it) is enough
+    scripted_only = tmp_path / "scripted" / "mgcc"
+    shutil.copytree(everything / "configs", scripted_only / "configs")
+    (scripted_only / "models").mkdir()
+    assert not AutoBoxPromptd(scripted_only).available
+    (scripted_only / "models" / "model.ts").write_bytes(b"")
+    assert AutoBoxPromptd(scripted_only).available and AutoBoxPromptd(scripted_only).weights.name == "model.ts"
     # without any prompt file: every image of a folder, prompted automatically
     folder = tmp_path / "folder"
     folder.mkdir()

@@ -24,9 +24,16 @@ from monai.data import MetaTensor
 
 from usgen_monai.engines.segmentation_inference import SegmentationInference
 
-__all__ = ["BundleSegmenter"]
+__all__ = ["BundleSegmenter", "bundle_model_file"]
 
 logger = logging.getLogger(__name__)
+
+
+def bundle_model_file(bundle_root: str | os.PathLike) -> Path:
+    """The weights a :py:class:`BundleSegmenter` of ``bundle_root`` loads: ``models/model.ts`` (TorchScript, what
+    MONAI Deploy prefers) when present, else ``models/model.pt`` (which may not exist)."""
+    models = Path(bundle_root) / "models"
+    return models / "model.ts" if (models / "model.ts").is_file() else models / "model.pt"
 
 
 class BundleSegmenter:
@@ -91,8 +98,8 @@ class BundleSegmenter:
         logger.info(f"bundle {root} version {self.version}: {self.model_file.name} on {self.device}")
 
     def _network(self) -> tuple[Any, Path]:
-        ts = self.bundle_root / "models" / "model.ts"
-        if ts.is_file():
+        ts = bundle_model_file(self.bundle_root)
+        if ts.suffix == ".ts":
             return torch.jit.load(str(ts), map_location=self.device).eval(), ts
         pt = Path(self.parser.get_parsed_content("model_path"))
         if not pt.is_file():

@@ -180,7 +180,7 @@ class AutoBoxPromptd(MapTransform):
 and kept), and the box of its mask on
     the image's grid, each side widened by ``margin`` px (training widens boxes by 0-20 px, 10 on average), becomes
     the item's ``roi``. The whole mask gives one box (one mask per item). When that bundle or its
-    ``models/model.pt`` is missing, or its mask is empty, the item gets a ``ValueError`` saying that a prompt is
+    weights (``models/model.ts`` or ``models/model.pt``) are missing, or its mask is empty, the item gets a ``ValueError`` saying that a prompt is
     needed (the run reports it and goes on).
 
     Place it before ``LoadImaged``: it reads the item's file itself, as that bundle reads it.
@@ -215,8 +215,10 @@ and kept), and the box of its mask on
 
     @property
     def weights(self) -> Path | None:
-        """The weights file the automatic prompts need."""
-        return None if self.bundle_root is None else self.bundle_root / "models" / "model.pt"
+        """The weights file the automatic prompts need (the one :py:class:`BundleSegmenter` loads)."""
+        from usgen_monai.engines.bundle_segmenter import bundle_model_file
+
+        return None if self.bundle_root is None else bundle_model_file(self.bundle_root)
 
     @property
     def available(self) -> bool:
