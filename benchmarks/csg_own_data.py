@@ -8,7 +8,10 @@ simulator: other physics, other tissue geometry); its ``--train`` part trains, i
 1. **stage 1 on the user's images**: how well the shipped autoencoder (+ speckle refiner) reconstructs them (C2ST of
    reconstructions vs real, high-frequency energy ratio); with ``--train_refiner`` the shipped refiner is fine-tuned on
    the user's images (``train_refiner.json --dataset_dir ... --pretrained_path models/refiner.pt``), keeping the shipped autoencoder and so the translator's
-   latents;
+   latents; with ``--train_autoencoder`` the whole of stage 1 is fine-tuned on them instead (``train_autoencoder.json
+   --dataset_dir ... --pretrained_path models/autoencoder.pt``, then a refiner on that autoencoder's
+   reconstructions), and, since the latents change, the whole translator (base and a new ControlNet) is fine-tuned
+   on the new latents (generator ``user_stage1``);
 2. **the ControlNet fine-tuned** on the user's images and masks with the base frozen (``train_diffusion.json
    --dataset_dir ... --train#optimizer#params '$@network.freeze_base()'``); with ``--new_controlnet`` also a new
    ControlNet copied from the base (``--reset_semantic_branch true``), which does not carry the shipped one's reading
@@ -101,13 +104,17 @@ def _generated(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     return _tensor(images), _tensor(labels), items
 
 
-def stage1_metrics(train: torch.Tensor, test: torch.Tensor, refiner_path: Path, settings: dict) -> dict:
-    """C2ST and high-frequency energy of the shipped autoencoder's reconstructions of user images (+ a refiner)."""
+def stage1_metrics(
+    train: torch.Tensor, test: torch.Tensor, refiner_path: Path, settings: dict, autoencoder_path: Path | None = None
+) -> dict:
+    """C2ST and high-frequency energy of an autoencoder's (default the shipped one's) reconstructions of user images
+    (+ a refiner)."""
     from usgen_monai.metrics import classifier_two_sample_test, high_frequency_energy
 
     parser = ConfigParser()
     parser.read_config(_configs("inference.json"))
-    parser.update({"bundle_root": str(BUNDLE), "refiner_path": str(refiner_path)})
+    parser.update({"bundle_root": str(BUNDLE), "refiner_path": str(refiner_path),
+                   "autoencoder_path": str(autoencoder_path or SHIPPED / "autoencoder.pt")})  # fmt: skip
     autoencoder = parser.get_parsed_content("autoencoder").eval()
     refiner = parser.get_parsed_content("refiner").eval()
     generator = torch.Generator().manual_seed(0)
@@ -122,6 +129,7 @@ def stage1_metrics(train: torch.Tensor, test: torch.Tensor, refiner_path: Path, 
         "decoder_high_frequency_energy_ratio": high_frequency_energy(decoded) / real_energy,
         "reconstruction_high_frequency_energy_ratio": high_frequency_energy(refined) / real_energy,
         "refiner": str(refiner_path),
+        "autoencoder": str(autoencoder_path or SHIPPED / "autoencoder.pt"),
     }
 
 
@@ -166,6 +174,12 @@ def main() -> None:
     p.add_argument("--segmenter_epochs", type=int, default=60)
     p.add_argument("--train_refiner", action="store_true", help="retrain the speckle refiner on the user's images")
     p.add_argument("--refiner_epochs", type=int, default=200)
+    p.add_argument(
+        "--train_autoencoder", action="store_true",
+        help="fine-tune the whole of stage 1 (autoencoder, then refiner) and the whole translator on the user's images",
+    )
+    p.add_argument("--autoencoder_epochs", type=int, default=60)
+    p.add_argument("--translator_epochs", type=int, default=70, help="whole-translator fine-tune epochs (new latents)")
     p.add_argument("--c2st_folds", type=int, default=4)
     p.add_argument("--c2st_epochs", type=int, default=30)
     p.add_argument("--out", type=Path)
@@ -210,11 +224,34 @@ def main() -> None:
         if not stage1_file.exists():
             stage1_file.write_text(json.dumps(stage1_metrics(train[: len(test)], test, path, c2st), indent=2))
         stage1[name] = json.loads(stage1_file.read_text())
+    # 1b. the whole of stage 1 on the user's images: the autoencoder fine-tuned, a refiner on its reconstructions
+    user_autoencoder = user_ae_refiner = None
+    if args.train_autoencoder:
+        user_autoencoder = work / "autoencoder_models" / "autoencoder.pt"
+        if not user_autoencoder.exists():
+            seconds["train_autoencoder"] = _run(
+                "train_autoencoder.json", **common, max_epochs=args.autoencoder_epochs,
+                pretrained_path=str(SHIPPED / "autoencoder.pt"), autoencoder_path=str(user_autoencoder),
+                output_dir=str(work / "autoencoder"), adversarial_start_iteration=100,
+            )  # fmt: skip
+        user_ae_refiner = work / "refiner_user_autoencoder_models" / "refiner.pt"
+        if not user_ae_refiner.exists():
+            seconds["train_refiner_user_autoencoder"] = _run(
+                "train_refiner.json", **common, max_epochs=args.refiner_epochs,
+                pretrained_path=str(SHIPPED / "refiner.pt"), autoencoder_path=str(user_autoencoder),
+                ckpt_dir=str(user_ae_refiner.parent), output_dir=str(work / "refiner_user_autoencoder"),
+            )  # fmt: skip
+        stage1_file = work / "stage1_user_autoencoder.json"
+        if not stage1_file.exists():
+            metrics = stage1_metrics(train[: len(test)], test, user_ae_refiner, c2st, user_autoencoder)
+            stage1_file.write_text(json.dumps(metrics, indent=2))
+        stage1["user_autoencoder"] = json.loads(stage1_file.read_text())
     print("stage 1:", json.dumps(stage1), flush=True)
 
     # 2. the ControlNet fine-tuned with the base frozen: the shipped one, and a new one copied from the base
     # (--reset_semantic_branch true), which does not carry the shipped one's reading of the label classes
     translators = {"shipped": SHIPPED / "model.pt"}
+    stage1_of = {}  # generator -> (autoencoder, refiner) when not the shipped autoencoder with `refiner_path`
     for name, reset in (("fine_tuned", False), ("fine_tuned_new_controlnet", True)):
         if name == "fine_tuned_new_controlnet" and not args.new_controlnet:
             continue
@@ -225,6 +262,17 @@ def main() -> None:
                 pretrained_path=str(SHIPPED / "model.pt"), autoencoder_path=str(SHIPPED / "autoencoder.pt"),
                 reset_semantic_branch=reset, ckpt_dir=str(translators[name].parent), output_dir=str(work / name),
                 **{"train#optimizer#params": "$@network.freeze_base()"},
+            )  # fmt: skip
+
+    if user_autoencoder is not None:  # the whole translator on the new latents, with a new ControlNet
+        translators["user_stage1"] = work / "user_stage1_models" / "model.pt"
+        stage1_of["user_stage1"] = (user_autoencoder, user_ae_refiner)
+        if not translators["user_stage1"].exists():
+            seconds["train_user_stage1"] = _run(
+                "train_diffusion.json", **common, max_epochs=args.translator_epochs,
+                pretrained_path=str(SHIPPED / "model.pt"), autoencoder_path=str(user_autoencoder),
+                reset_semantic_branch=True, ckpt_dir=str(translators["user_stage1"].parent),
+                output_dir=str(work / "user_stage1"),
             )  # fmt: skip
 
     # 3. a segmenter of the user's images (flips only) for mask consistency
@@ -249,11 +297,12 @@ def main() -> None:
     }
     columns = {}
     for name, model in translators.items():
-        out = work / f"generated_{name}_{refiner_path.parent.name}"
+        autoencoder, refiner = stage1_of.get(name, (SHIPPED / "autoencoder.pt", refiner_path))
+        out = work / f"generated_{name}_{refiner.parent.name}"
         if not (out / "datalist.json").exists():
             seconds[f"generate_{name}"] = _run(
-                "inference.json", model_path=str(model), autoencoder_path=str(SHIPPED / "autoencoder.pt"),
-                refiner_path=str(refiner_path), output_dir=str(out), num_samples=len(test_pairs),
+                "inference.json", model_path=str(model), autoencoder_path=str(autoencoder),
+                refiner_path=str(refiner), output_dir=str(out), num_samples=len(test_pairs),
                 masks=str(masks_dir), preset="breast", mask_anatomy="none", dataset_dir=str(args.train),
                 progress=False,
             )  # fmt: skip
@@ -262,7 +311,8 @@ def main() -> None:
         results["segmenter_dice_real"] = consistency["dice_real"]
         results["generators"][name] = {
             "model": str(model),
-            "refiner": str(refiner_path),
+            "autoencoder": str(autoencoder),
+            "refiner": str(refiner),
             "c2st_auc": classifier_two_sample_test(test, generated, **c2st)["auc"],
             "high_frequency_energy_ratio": high_frequency_energy(generated) / high_frequency_energy(test),
             "mask_consistency": consistency,

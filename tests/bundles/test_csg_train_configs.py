@@ -124,6 +124,29 @@ def test_autoencoder_config_writes_weights_with_the_latent_scale_factor(trained_
     assert rolling["state_dicts"]["trainer"]["iteration"] == 3  # 3 presets x 2 samples / batch 2
 
 
+def test_autoencoder_fine_tunes_from_given_weights_on_a_user_dataset(trained_autoencoder, tmp_path):
+    """``train_autoencoder.json --pretrained_path`` starts stage 1 from given weights (the shipped autoencoder, to
+    adapt it to a user's images) and writes new weights with their own latent scale factor."""
+    from usgen_monai.data.layouts import simulate_dataset
+
+    given_file = trained_autoencoder / "models" / "autoencoder.pt"
+    busi = tmp_path / "busi"
+    simulate_dataset(busi, preset="breast", num=10, layout="busi", size=(64, 64), seed=6)
+    overrides = {**TINY_AE, "dataset_dir": str(busi), "presets": ["breast"], "batch_size": 2,
+                 "pretrained_path": str(given_file), "adversarial_start_iteration": 1}  # fmt: skip
+    parser = ConfigParser()
+    parser.read_config(_files("train_autoencoder.json"))
+    parser.update({**overrides, "output_dir": str(tmp_path / "runs"), "ckpt_dir": str(tmp_path / "tuned")})
+    parser.get_parsed_content("initialize")
+    given = torch.load(given_file, weights_only=True)["state_dicts"]["autoencoder"]
+    start = parser.get_parsed_content("network_def").state_dict()
+    assert all(torch.equal(start[k], given[k]) for k in given)
+    _train("train_autoencoder.json", tmp_path, max_epochs=1, **overrides)
+    tuned = torch.load(tmp_path / "models" / "autoencoder.pt", weights_only=True)
+    assert any(not torch.equal(tuned["state_dicts"]["autoencoder"][k], given[k]) for k in given)
+    assert tuned["constants"]["latent_scale_factor"] > 0
+
+
 def test_diffusion_config_trains_and_resumes(trained_autoencoder):
     tmp = trained_autoencoder
     _train("train_diffusion.json", tmp, **TINY_DIFFUSION, **SMALL_RUN)
