@@ -384,3 +384,17 @@ def test_relative_model_paths_are_taken_from_the_working_folder(tmp_path, monkey
     )
     assert (tmp_path / "my_models" / "segmenter.pt").is_file()
     assert not list((tmp_path / "runs").rglob("segmenter.pt"))
+
+
+@pytest.mark.parametrize(
+    "name", ["train_autoencoder.json", "train_diffusion.json", "train_mask_prior.json", "train_refiner.json",
+             "train_segmenter.json"],
+)  # fmt: skip
+def test_progress_false_turns_the_training_progress_bar_off(name):
+    for given, disabled in ((True, False), ("false", True)):  # "false" as a command line gives it
+        parser = ConfigParser()
+        parser.read_config(_files(name))
+        parser["progress"] = given
+        handlers = parser.get("train#handlers")
+        (index,) = [i for i, h in enumerate(handlers) if isinstance(h, dict) and h["_target_"].endswith("ProgressBar")]
+        assert parser.get_parsed_content(f"train#handlers#{index}").tqdm_kwargs["disable"] is disabled
