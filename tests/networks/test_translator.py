@@ -26,10 +26,15 @@ def _randomize_zero_init(net, seed: int = 1) -> None:
 
 
 def _build(
-    mode: str, with_context: bool = True, global_context: bool = False, randomize: bool = True
+    mode: str,
+    with_context: bool = True,
+    global_context: bool = False,
+    randomize: bool = True,
+    use_flash_attention: bool = False,
 ) -> LatentTranslator:
     common = dict(
         global_context=global_context,
+        use_flash_attention=use_flash_attention,
         latent_channels=C_LAT,
         num_classes=K,
         channels=(8, 16),
@@ -79,6 +84,21 @@ class TestTranslator(unittest.TestCase):
             out = net(self.x, self.t, semantic=_onehot(2, sem_size, 0), **_raw_context(2))
         self.assertEqual(out.shape, self.x.shape)
         self.assertEqual(tuple(net.semantic_shape((8, 8))), (sem_size, sem_size))
+
+    @parameterized.expand(MODES)
+    def test_flash_attention_is_the_same_model(self, mode, sem_size):
+        """The bundle turns MONAI's fused attention on for speed: same keys, same weights, same prediction."""
+        plain = _build(mode).eval()
+        fused = _build(mode, use_flash_attention=True).eval()
+        fused.load_state_dict(plain.state_dict(), strict=True)
+        attention = [m for m in fused.modules() if hasattr(m, "use_flash_attention") and hasattr(m, "to_q")]
+        self.assertTrue(attention and all(m.use_flash_attention for m in attention))
+        inputs = dict(semantic=_onehot(2, sem_size, 0), **_raw_context(2))
+        with torch.no_grad():
+            expected = plain(self.x, self.t, **inputs)
+            got = fused(self.x, self.t, **inputs)
+        self.assertGreater(expected.abs().mean().item(), 1e-3)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
     @parameterized.expand(MODES)
     def test_semantic_changes_prediction(self, mode, sem_size):
