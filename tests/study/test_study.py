@@ -234,10 +234,12 @@ def test_device_reaches_every_bundle_run_and_a_missing_one_is_refused(tmp_path, 
 
     from usgen_monai.study import arms
 
-    seen, real_run_bundle = [], arms.run_bundle
+    seen, sizes, real_run_bundle = [], [], arms.run_bundle
 
     def recording(config_files, overrides, *args, **kwargs):
         seen.append((Path(config_files[-1]).name, (overrides or {}).get("device")))
+        if Path(config_files[-1]).name == "train_diffusion.json":
+            sizes.append(overrides["image_size"])
         return real_run_bundle(config_files, overrides, *args, **kwargs)
 
     monkeypatch.setattr(arms, "run_bundle", recording)
@@ -245,6 +247,8 @@ def test_device_reaches_every_bundle_run_and_a_missing_one_is_refused(tmp_path, 
     document = run_study(tmp_path / "cpu", settings, progress=False)
     assert not document["failures"] and len(seen) >= 4  # generator training and sampling, two arms
     assert {device for _, device in seen} == {"$torch.device('cpu')"}, seen
+    # the cell's generator learns at the simulated images' size, not at the CSG bundle's default (256)
+    assert sizes == [[64, 64]]
     with pytest.raises(ValueError, match="not a device torch knows"):
         run_study(tmp_path / "bad", StudySettings(anatomies=("breast",), **{**TINY, "device": "gpu0"}))
     if not torch.cuda.is_available():

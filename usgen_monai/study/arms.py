@@ -138,6 +138,7 @@ def run_generator(context: StudyContext, anatomy: str, num_labeled: int, seed: i
                 "bundle_root": str(csg),
                 "dataset_dir": str(datalist),
                 "presets": [anatomy],
+                "image_size": [settings.generator_image_size] * 2,
                 # model selection on the cell's own pairs, as for the segmenters
                 "train#dataset#subset": "all",
                 "validate#dataset#subset": "all",

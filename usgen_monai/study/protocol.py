@@ -103,6 +103,11 @@ class StudySettings:
     nproc_per_node: int = 1
     workers: int = 1
 
+    @property
+    def generator_image_size(self) -> int:
+        """Side of the simulated images, at which the cells' generators learn and write."""
+        return self.simulator_image_size or self.image_size
+
     @classmethod
     def quick(cls, **changes: Any) -> StudySettings:
         """The ``--quick`` study, sized to finish in under 30 minutes on 2 CPU cores (measured in ``docs/study``):
@@ -257,7 +262,7 @@ def prepare_study_data(
         return data
     data: dict[str, AnatomyData] = {}
     if dataset_dir is None:
-        size = settings.simulator_image_size or settings.image_size
+        size = settings.generator_image_size
         for k, preset in enumerate(settings.anatomies):
             base = out / "data" / preset
             seed = settings.split_seed + 10 * k
