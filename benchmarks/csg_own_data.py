@@ -65,6 +65,7 @@ def _run(*configs: str, **overrides) -> float:
         meta_file=str(CONFIGS / "metadata.json"),
         logging_file=False,
         bundle_root=str(BUNDLE),
+        image_size=[SIZE, SIZE],  # the benchmark's size, not the bundle's default (256 since 0.3)
         **overrides,
     )
     return time.perf_counter() - start

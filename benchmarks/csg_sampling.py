@@ -1,15 +1,16 @@
 """CSG sampling: throughput against steps and resolution, latent vs pixel-space diffusion, and mask consistency of
 few-step against 50-step DDIM with the shipped weights.
 
-Throughput uses the bundle's architectures (random weights at 256x256, where no weights are shipped: speed does not
-depend on the weight values) and dual guidance (3 conditioned passes per step, batched). Pixel-space diffusion is the
+Throughput uses the bundle's architectures with random weights (speed does not depend on the weight values, so 128
+and 256 are timed alike) and dual guidance (3 conditioned passes per step, batched). Pixel-space diffusion is the
 same translator run on the image itself (1 channel at full resolution, a ControlNet without downsampling), i.e. what
 the latent autoencoder saves. Mask consistency needs the shipped weights and segmenter (bundles/csg/models).
 
     python benchmarks/csg_sampling.py --threads 1 2 --out benchmarks/results/csg_sampling.json
 
-Networks run in ``channels_last`` memory format, as the inference config loads them; one contiguous run at the fewest
-steps gives the ratio. ``--threads`` lists torch intra-op thread counts (2 = both cores of the project's machine).
+Networks run in ``channels_last`` memory format with MONAI's fused attention (``use_flash_attention``), as the
+inference config loads them; one contiguous run and one run with MONAI's default attention at the fewest steps give
+the two ratios. ``--consistency-pairs 0`` skips the mask-consistency part. ``--threads`` lists torch intra-op thread counts (2 = both cores of the project's machine).
 """
 
 from __future__ import annotations
@@ -90,6 +91,15 @@ def throughput(args, threads: int) -> dict:
         out[f"channels_last_speedup_{size}_steps{steps}"] = round(
             t_contiguous * out[f"latent_{size}_steps{steps}_pairs_per_s"], 2
         )
+        plain = _parser(latent_shape=latent)
+        plain.update({"translator_def#use_flash_attention": False})
+        plain_translator = plain.get_parsed_content("translator_def").eval().to(**channels_last)
+        autoencoder.to(**channels_last)
+        t_plain = time_sampling(plain_translator, autoencoder, latent, size, steps, args.repeats)
+        out[f"fused_attention_speedup_{size}_steps{steps}"] = round(
+            t_plain * out[f"latent_{size}_steps{steps}_pairs_per_s"], 2
+        )
+        print(threads, "threads", size, "default attention", steps, round(1 / t_plain, 3), flush=True)
         if size not in args.pixel_sizes:
             continue
         # pixel space: the same translator on 1-channel full-resolution images, no autoencoder
@@ -107,6 +117,8 @@ def throughput(args, threads: int) -> dict:
 def consistency(args) -> dict:
     torch.set_num_threads(max(args.threads))
     models = REPO / "bundles" / "csg" / "models"
+    if args.consistency_pairs < 1:
+        return {"skipped": "--consistency-pairs 0"}
     if not all((models / f).exists() for f in ("model.pt", "autoencoder.pt", "segmenter.pt")):
         return {"skipped": "no shipped weights in bundles/csg/models"}
     out = {}

@@ -68,3 +68,11 @@ def test_mask_consistency_alone_compares_models(models, tmp_path):  # noqa: F811
                         evaluation_presets=["msk"])["presets"]["msk"]  # fmt: skip
     assert {"dice_generated", "dice_real", "ratio"} <= set(metrics["mask_consistency"])
     assert "gain_effect" not in metrics and "ms_ssim_within_mask" not in metrics
+
+
+def test_samplers_compare_without_the_stage1_tests(models, tmp_path):  # noqa: F811
+    """``--c2st_stage1 false``: generated vs real and its floor only (stage 1 does not depend on the sampler)."""
+    metrics = _evaluate(models, tmp_path / "eval", num_diversity_masks=0, samples_per_mask=1, bank_size=2,
+                        evaluation_presets=["msk"], c2st_stage1="false")["presets"]["msk"]  # fmt: skip
+    assert {"c2st_auc", "c2st_auc_real_vs_real"} <= set(metrics)
+    assert not {"c2st_auc_reconstruction", "c2st_auc_decoder"} & set(metrics)
