@@ -103,7 +103,7 @@ def throughput(args, threads: int) -> dict:
         if size not in args.pixel_sizes:
             continue
         # pixel space: the same translator on 1-channel full-resolution images, no autoencoder
-        pixel = _parser(latent_shape=[1, size, size])
+        pixel = _parser(latent_shape=[1, size, size], latent_channels=1)
         pixel.update({"translator_def#conditioning_embedding_num_channels": [16], "context_encoder_def#image_channels": 0})
         pixel_translator = pixel.get_parsed_content("translator_def").eval().to(**channels_last)
         t_pixel = time_sampling(pixel_translator, None, [1, size, size], size, steps, max(1, args.repeats // 2))
