@@ -10,7 +10,8 @@ the latent autoencoder saves. Mask consistency needs the shipped weights and seg
 
 Networks run in ``channels_last`` memory format with MONAI's fused attention (``use_flash_attention``), as the
 inference config loads them; one contiguous run and one run with MONAI's default attention at the fewest steps give
-the two ratios. ``--consistency-pairs 0`` skips the mask-consistency part. ``--threads`` lists torch intra-op thread counts (2 = both cores of the project's machine).
+the two ratios. ``--consistency-pairs 0`` skips the mask-consistency part. ``--threads`` lists torch intra-op thread
+counts (2 = both cores of the project's machine).
 """
 
 from __future__ import annotations
@@ -91,8 +92,7 @@ def throughput(args, threads: int) -> dict:
         out[f"channels_last_speedup_{size}_steps{steps}"] = round(
             t_contiguous * out[f"latent_{size}_steps{steps}_pairs_per_s"], 2
         )
-        plain = _parser(latent_shape=latent)
-        plain.update({"translator_def#use_flash_attention": False})
+        plain = _parser(latent_shape=latent, **{"translator_def#use_flash_attention": False})
         plain_translator = plain.get_parsed_content("translator_def").eval().to(**channels_last)
         autoencoder.to(**channels_last)
         t_plain = time_sampling(plain_translator, autoencoder, latent, size, steps, args.repeats)

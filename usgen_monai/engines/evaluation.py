@@ -294,10 +294,12 @@ class GeneratorEvaluation:
         rows, titles = [], []
         for preset, r, g in zip(self.presets, real, gen):
             c2st = metrics[preset]
-            for name, x, key in (("real (simulated)", r, "c2st_auc_real_vs_real"), ("generated", g, "c2st_auc")):
+            for name, x, key, label in (
+                ("real (simulated)", r, "c2st_auc_real_vs_real", "real vs real"),
+                ("generated", g, "c2st_auc", "C2ST"),
+            ):
                 tiles = [np.repeat(to_uint8(x[i, 0])[..., None], 3, -1) for i in range(min(6, len(x)))]
                 rows.append(tiles)
-                label = "real vs real" if key == "c2st_auc_real_vs_real" else "C2ST"
                 auc = f"\n{label} {c2st[key]['auc']:.2f}" if key in c2st else ""
                 titles.append(f"{preset}\n{name}{auc}")
         save_png(image_grid(rows, titles), str(self.output_dir / "real_vs_generated.png"))
