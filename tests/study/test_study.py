@@ -151,6 +151,8 @@ def test_study_on_the_simulator_end_to_end_and_resumes(tmp_path, monkeypatch):
     report = (tmp_path / "report.md").read_text()
     assert "## Generator fidelity" in report and "result(s) computed" in report
     assert "## Generator speed" in report and "s per generated pair" in report
+    size = generator["image_size"]  # what the cell's generator learnt and wrote at, as the report says
+    assert f"generators, {size} x {size}," in report
     assert "## Context control" in report and "brightness of each pair's context image" in report
     assert (tmp_path / "generator_speed.png").is_file()  # from the committed CSG sampling benchmark
     assert "| 4 |" in report and "mgcc_csg" in report and "held out from everything" in report

@@ -181,6 +181,7 @@ def run_generator(context: StudyContext, anatomy: str, num_labeled: int, seed: i
             "datalist": str(generated / "datalist.json"),
             "labeled": str(datalist),
             "num_synthetic": settings.num_synthetic,
+            "image_size": settings.generator_image_size,
             "trained_on": f"{num_labeled} labelled pairs (seed {seed}); shipped autoencoder, base denoiser, refiner",
             "train_seconds": round(train_seconds, 1),
             "generate_seconds": round(generate_seconds, 1),

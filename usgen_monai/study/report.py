@@ -232,16 +232,17 @@ def _context_section(out: Path, generators: Sequence[Mapping[str, Any]], anatomi
 
 
 def _speed_section(
-    out: Path, generators: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], benchmark: str | Path | None
+    out: Path, generators: Sequence[Mapping[str, Any]], benchmark: str | Path | None
 ) -> list[str]:
     lines = ["## Generator speed", ""]
     timed = [g for g in generators if "error" not in g and g.get("generate_seconds")]
     if timed:
         per_pair = [float(g["generate_seconds"]) / max(1, int(g["num_synthetic"])) for g in timed]
-        side = settings.get("simulator_image_size") or settings.get("image_size")
+        sides = sorted({int(g["image_size"]) for g in timed if g.get("image_size")})
+        size = f"{' or '.join(f'{side} x {side}' for side in sides)}, " if sides else ""
         lines += [
             f"In this study: {statistics.fmean(per_pair):.2f} s per generated pair (mean over {len(timed)} "
-            f"generators, {side} x {side}, the CSG inference config's default sampler, one bundle run per generator "
+            f"generators, {size}the CSG inference config's default sampler, one bundle run per generator "
             "including model loading and writing).",
             "",
         ]
@@ -528,7 +529,7 @@ def write_report(
             )
         lines.append("")
     lines += findings_section(document["findings"])
-    lines += _speed_section(out, generators, settings, speed_benchmark)
+    lines += _speed_section(out, generators, speed_benchmark)
     if failures:
         lines += ["## Failed cells", ""]
         lines += [
