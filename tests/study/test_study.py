@@ -44,8 +44,16 @@ def test_simulator_split_is_recorded_disjoint_and_reread(tmp_path):
     assert len(set(pixels)) == len(pixels)
     recorded = json.loads((tmp_path / "split.json").read_text())
     assert all("label" not in i for i in recorded["anatomies"]["breast"]["unlabeled_pool"])  # masks never recorded
+    # the record holds paths relative to the study folder, which can then move (or be committed) as a whole
+    assert recorded["anatomies"]["breast"]["test"][0]["image"].startswith("data/breast/test/")
     again = prepare_study_data(tmp_path, settings)["breast"]
     assert again.test == data.test and again.labeled_pool == data.labeled_pool
+    moved = tmp_path.parent / (tmp_path.name + "_moved")
+    tmp_path.rename(moved)
+    reread = prepare_study_data(moved, settings)["breast"]
+    assert all(Path(i["image"]).is_file() and Path(i["label"]).is_file() for i in reread.test + reread.labeled_pool)
+    assert [Path(i["image"]).name for i in reread.test] == [Path(i["image"]).name for i in data.test]
+    moved.rename(tmp_path)
     with pytest.raises(ValueError, match="records the anatomies"):
         prepare_study_data(tmp_path, StudySettings(anatomies=("fetal_head",), **TINY))
 

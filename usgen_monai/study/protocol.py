@@ -147,7 +147,8 @@ class StudySettings:
 
 @dataclass
 class AnatomyData:
-    """The split of one anatomy's data: MONAI datalist items with absolute paths."""
+    """The split of one anatomy's data: MONAI datalist items with absolute paths (``split.json`` holds those inside
+    the study's folder relative to it)."""
 
     anatomy: str
     source: str
@@ -155,25 +156,53 @@ class AnatomyData:
     labeled_pool: list[dict[str, Any]] = field(default_factory=list)
     unlabeled_pool: list[dict[str, Any]] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, root: str | Path | None = None) -> dict[str, Any]:
+        """The split as JSON; paths inside ``root`` (the study's folder) are written relative to it, so that a study
+        folder can be moved or committed, and paths outside it (a user's data set) stay absolute."""
         return {
             "anatomy": self.anatomy,
             "source": self.source,
-            "test": self.test,
-            "labeled_pool": self.labeled_pool,
+            "test": _relative_to(self.test, root),
+            "labeled_pool": _relative_to(self.labeled_pool, root),
             # the unlabelled pool's masks are never read: only its images are recorded
-            "unlabeled_pool": [{"image": item["image"]} for item in self.unlabeled_pool],
+            "unlabeled_pool": _relative_to([{"image": item["image"]} for item in self.unlabeled_pool], root),
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AnatomyData:
+    def from_dict(cls, data: Mapping[str, Any], root: str | Path | None = None) -> AnatomyData:
+        """The split :py:meth:`to_dict` wrote; relative paths are resolved against ``root``."""
         return cls(
             anatomy=data["anatomy"],
             source=data["source"],
-            test=list(data["test"]),
-            labeled_pool=list(data["labeled_pool"]),
-            unlabeled_pool=list(data["unlabeled_pool"]),
+            test=_resolved_against(data["test"], root),
+            labeled_pool=_resolved_against(data["labeled_pool"], root),
+            unlabeled_pool=_resolved_against(data["unlabeled_pool"], root),
         )
+
+
+_PATH_KEYS = ("image", "label")
+
+
+def _relative_to(items: Sequence[Mapping[str, Any]], root: str | Path | None) -> list[dict[str, Any]]:
+    out = []
+    for item in items:
+        entry = dict(item)
+        for key in _PATH_KEYS:
+            if root is not None and key in entry and Path(entry[key]).is_relative_to(Path(root).resolve()):
+                entry[key] = Path(entry[key]).relative_to(Path(root).resolve()).as_posix()
+        out.append(entry)
+    return out
+
+
+def _resolved_against(items: Sequence[Mapping[str, Any]], root: str | Path | None) -> list[dict[str, Any]]:
+    out = []
+    for item in items:
+        entry = dict(item)
+        for key in _PATH_KEYS:
+            if root is not None and key in entry and not Path(entry[key]).is_absolute():
+                entry[key] = str(Path(root).resolve() / entry[key])
+        out.append(entry)
+    return out
 
 
 def _pixel_spacing(item: Mapping[str, Any]) -> list[float] | None:
@@ -253,7 +282,7 @@ def prepare_study_data(
     record = out / "split.json"
     if record.is_file():
         recorded = json.loads(record.read_text(encoding="utf-8"))
-        data = {name: AnatomyData.from_dict(part) for name, part in recorded["anatomies"].items()}
+        data = {name: AnatomyData.from_dict(part, root=out) for name, part in recorded["anatomies"].items()}
         if sorted(data) != sorted(settings.anatomies):
             raise ValueError(
                 f"{record} records the anatomies {sorted(data)}, the settings ask for {sorted(settings.anatomies)}; "
@@ -309,7 +338,7 @@ def prepare_study_data(
         {
             "protocol": __doc__.split("\n\n")[1].strip(),
             "dataset_dir": None if dataset_dir is None else str(Path(dataset_dir).resolve()),
-            "anatomies": {name: part.to_dict() for name, part in data.items()},
+            "anatomies": {name: part.to_dict(root=out) for name, part in data.items()},
         },
     )
     return data
