@@ -25,8 +25,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import sam_study  # noqa: E402  (the breast study this one adds its arms to)
+# a script's own folder is on sys.path[0]: the breast study this one adds its arms to
+import sam_study
 
 REPO = Path(__file__).resolve().parents[1]
 ARMS = ("unet", "supervised", "mgcc_real", "mgcc_csg")
