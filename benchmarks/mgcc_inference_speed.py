@@ -6,6 +6,8 @@ Target (issue 10): at least 20 images/s on 2 cores with the CPU width.
 
 Each torch thread count is measured with each number of batches segmented at once (``--parallel_batches``, the
 inference config's ``parallel_batches``: each batch in its own thread, torch's threads divided among them).
+``--contiguous`` adds the CPU width in torch's default memory format, against the config's channels_last, and
+``--other_width`` another width (default the 0.2 bundle's).
 
 The weights are random (speed does not depend on them); the time is the runner's own (``inference_summary.json``:
 reading, inference, postprocessing and writing of every image), after one warm-up run. The machine's load average is
@@ -46,17 +48,24 @@ def _images(folder: Path, num: int, size: int) -> Path:
 
 
 def _measure(
-    work: Path, images: Path, channels: list[int], repeats: int, batch_size: int, parallel_batches: int = 1
+    work: Path,
+    images: Path,
+    channels: list[int],
+    repeats: int,
+    batch_size: int,
+    parallel_batches: int = 1,
+    overrides: dict | None = None,
 ) -> dict:
     parser = ConfigParser()
     parser.read_config(str(CONFIG))
     parser.update({"network_def#channels": channels})
     network = parser.get_parsed_content("network_def")
-    weights = work / f"model_{channels[0]}.pt"
+    label = "_".join(str(c) for c in channels)
+    weights = work / f"model_{label}.pt"
     torch.save(network.state_dict(), weights)
     params = sum(p.numel() for p in network.parameters())
     settings = {"model_path": str(weights), "network_def#channels": channels, "progress": False,
-                "batch_size": batch_size, "parallel_batches": parallel_batches}  # fmt: skip
+                "batch_size": batch_size, "parallel_batches": parallel_batches, **(overrides or {})}  # fmt: skip
     warm = work / "warm"
     warm.mkdir(exist_ok=True)
     for p in sorted(images.iterdir())[:batch_size]:
@@ -66,7 +75,7 @@ def _measure(
     )
     rates, loads, cpu = [], [], []
     for r in range(repeats):
-        out = work / f"out_{channels[0]}_{parallel_batches}_{r}"
+        out = work / f"out_{label}_{parallel_batches}_{len(overrides or {})}_{r}"
         load = os.getloadavg()[0]
         cpu_start = time.process_time()
         bundle_run(
@@ -80,6 +89,7 @@ def _measure(
               f"(load average {load:.2f})", flush=True)
     return {
         "channels": channels,
+        "overrides": overrides or {},
         "parallel_batches": parallel_batches,
         "parameters": params,
         "num_images": len(list(images.iterdir())),
@@ -101,7 +111,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", default="1,2", help="torch thread counts to measure the CPU width with")
     parser.add_argument("--parallel_batches", default="1,2", help="batches segmented at once (the config's parallel_batches)")
-    parser.add_argument("--wider", default="8,16,32,64,128", help="another width to compare (images as the CPU width)")
+    parser.add_argument("--other_width", default="4,8,16,32,64", help="another width to compare (images as the CPU width)")
+    parser.add_argument(
+        "--contiguous", action="store_true", help="also measure the CPU width without channels_last memory format"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     threads = [int(t) for t in str(args.threads).split(",")]
@@ -133,9 +146,13 @@ def main():
                     work, images, cpu_channels, args.repeats, batch_size, k
                 )
         torch.set_num_threads(threads[0])
-        if args.wider:
-            wider = [int(c) for c in args.wider.split(",")]
-            report[f"wider_{threads[0]}_threads"] = _measure(work, images, wider, args.repeats, batch_size, 1)
+        if args.contiguous:
+            report[f"cpu_width_contiguous_{threads[0]}_threads"] = _measure(
+                work, images, cpu_channels, args.repeats, batch_size, 1, {"network": "$@network_def.to(@device)"}
+            )
+        if args.other_width:
+            other = [int(c) for c in args.other_width.split(",")]
+            report[f"other_width_{threads[0]}_threads"] = _measure(work, images, other, args.repeats, batch_size, 1)
         report[f"paper_width_{threads[0]}_threads"] = _measure(work, paper_images, PAPER_CHANNELS, 1, batch_size, 1)
         report["seconds"] = round(time.perf_counter() - start, 1)
     report["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
