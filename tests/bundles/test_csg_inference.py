@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 import os
 import pydoc
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -334,3 +337,45 @@ def test_multi_process_generation_writes_what_one_process_writes(models, tmp_pat
     assert "rank 1 of 2" in proc.stdout + proc.stderr
     proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "kept 2 pair(s)" in proc.stdout + proc.stderr  # rank 0 holds pairs 0 and 2
+
+
+def test_killed_multi_process_generation_resumes(models, tmp_path):
+    """Both torchrun processes killed (SIGKILL, no cleanup) once a few pairs are written: a rerun into the same folder
+    keeps those pairs, generates the rest and ends with exactly the files and datalist of one uninterrupted process."""
+    num = 48
+    single = _run(models, tmp_path / "single", num_samples=num)
+    out = tmp_path / "sharded"
+    overrides = {**TINY, **SMALL_RUN, "num_samples": num, "bundle_root": str(REPO / "bundles" / "csg"),
+                 "ckpt_dir": str(models), "output_dir": str(out)}  # fmt: skip
+    args = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29521",
+        "-m", "monai.bundle", "run",
+        "--config_file", str(INFERENCE_FILES + [str(CONFIGS / "multi_gpu_inference.json")]),
+        "--meta_file", str(CONFIGS / "metadata.json"),
+    ]  # fmt: skip
+    for key, value in overrides.items():
+        args += [f"--{key}", value if isinstance(value, str) else repr(value)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    items = out / "items"
+    deadline = time.monotonic() + 600
+    try:
+        while not (items.is_dir() and len(os.listdir(items)) >= 4) and proc.poll() is None:
+            assert time.monotonic() < deadline, "no pair written in 600 s"
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks
+        proc.wait()
+    assert not (out / "datalist.json").exists(), "the run ended before it was killed: nothing was resumed"
+    written = len(os.listdir(items))
+    assert 0 < written < num
+    proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    kept = [int(n) for n in re.findall(r"kept (\d+) pair\(s\)", proc.stdout + proc.stderr)]
+    assert kept and sum(kept) >= written - 2  # at most the pair each rank was writing when killed is redone
+    sharded = load_json_datalist(out / "datalist.json")
+    assert [item["provenance"] for item in sharded] == [item["provenance"] for item in single]
+    for a, b in zip(single, sharded):
+        for key in ("image", "label"):
+            assert Path(a[key]).read_bytes() == Path(b[key]).read_bytes()
