@@ -311,21 +311,27 @@ def test_user_dataset_bank_and_binary_masks_without_anatomy(models, tmp_path):
         assert item["provenance"]["mask_source"]["anatomy"] == "none"
 
 
-def test_multi_process_generation_writes_what_one_process_writes(models, tmp_path):
-    """torchrun with 2 CPU processes (gloo) shards the pairs by index; the files and the datalist are those of one
-    process, and a rerun into the same folder keeps every pair."""
-    single = _run(models, tmp_path / "single", num_samples=3)
-    out = tmp_path / "sharded"
-    overrides = {**TINY, **SMALL_RUN, "num_samples": 3, "bundle_root": str(REPO / "bundles" / "csg"),
+def _torchrun_args(models: Path, out: Path, num_samples: int, master_port: int) -> list[str]:
+    """The scale-out command (torchrun, 2 CPU processes) with the TINY models writing ``num_samples`` pairs to out."""
+    overrides = {**TINY, **SMALL_RUN, "num_samples": num_samples, "bundle_root": str(REPO / "bundles" / "csg"),
                  "ckpt_dir": str(models), "output_dir": str(out)}  # fmt: skip
     args = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(master_port),
         "-m", "monai.bundle", "run",
         "--config_file", str(INFERENCE_FILES + [str(CONFIGS / "multi_gpu_inference.json")]),
         "--meta_file", str(CONFIGS / "metadata.json"),
     ]  # fmt: skip
     for key, value in overrides.items():
         args += [f"--{key}", value if isinstance(value, str) else repr(value)]  # Python literals, as fire reads them
+    return args
+
+
+def test_multi_process_generation_writes_what_one_process_writes(models, tmp_path):
+    """torchrun with 2 CPU processes (gloo) shards the pairs by index; the files and the datalist are those of one
+    process, and a rerun into the same folder keeps every pair."""
+    single = _run(models, tmp_path / "single", num_samples=3)
+    out = tmp_path / "sharded"
+    args = _torchrun_args(models, out, num_samples=3, master_port=29519)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -345,16 +351,7 @@ def test_killed_multi_process_generation_resumes(models, tmp_path):
     num = 48
     single = _run(models, tmp_path / "single", num_samples=num)
     out = tmp_path / "sharded"
-    overrides = {**TINY, **SMALL_RUN, "num_samples": num, "bundle_root": str(REPO / "bundles" / "csg"),
-                 "ckpt_dir": str(models), "output_dir": str(out)}  # fmt: skip
-    args = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29521",
-        "-m", "monai.bundle", "run",
-        "--config_file", str(INFERENCE_FILES + [str(CONFIGS / "multi_gpu_inference.json")]),
-        "--meta_file", str(CONFIGS / "metadata.json"),
-    ]  # fmt: skip
-    for key, value in overrides.items():
-        args += [f"--{key}", value if isinstance(value, str) else repr(value)]
+    args = _torchrun_args(models, out, num_samples=num, master_port=29521)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
