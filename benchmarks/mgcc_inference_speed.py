@@ -75,7 +75,7 @@ def _measure(
     )
     rates, loads, cpu = [], [], []
     for r in range(repeats):
-        out = work / f"out_{label}_{parallel_batches}_{len(overrides or {})}_{r}"
+        out = Path(tempfile.mkdtemp(prefix="out_", dir=work))  # a fresh folder each run: nothing is kept
         load = os.getloadavg()[0]
         cpu_start = time.process_time()
         bundle_run(
