@@ -6,8 +6,9 @@ Target (issue 10): at least 20 images/s on 2 cores with the CPU width.
 
 Each torch thread count is measured with each number of batches segmented at once (``--parallel_batches``, the
 inference config's ``parallel_batches``: each batch in its own thread, torch's threads divided among them).
-``--contiguous`` adds the CPU width in torch's default memory format, against the config's channels_last, and
-``--other_width`` another width (default the 0.2 bundle's).
+``--contiguous`` adds the CPU width in torch's default memory format, against the config's channels_last,
+``--unfused`` the CPU width without the config's batch-norm folding (``usgen_monai.networks.fuse_conv_batch_norm``),
+and ``--other_width`` another width (default the 0.2 bundle's).
 
 The weights are random (speed does not depend on them); the time is the runner's own (``inference_summary.json``:
 reading, inference, postprocessing and writing of every image), after one warm-up run. The machine's load average is
@@ -37,6 +38,14 @@ from usgen_monai.utils import to_uint8, write_json_atomic
 
 CONFIG = Path(__file__).resolve().parents[1] / "bundles" / "mgcc" / "configs" / "inference.json"
 PAPER_CHANNELS = [64, 128, 256, 512, 1024]  # width multiplier k = 4
+UNFUSED = {  # the config's network without its batch-norm folding
+    "network": {
+        "_target_": "usgen_monai.bundle.load_model_weights",
+        "network": "$@network_def.to(@device, memory_format=torch.channels_last)",
+        "path": "@model_path",
+        "map_location": "@device",
+    }
+}
 
 
 def _images(folder: Path, num: int, size: int) -> Path:
@@ -85,8 +94,12 @@ def _measure(
         rates.append(summary["num_succeeded"] / summary["seconds"])
         cpu.append((time.process_time() - cpu_start) / summary["num_succeeded"])
         loads.append(round(load, 2))
-        print(channels, f"{torch.get_num_threads()} thread(s), {parallel_batches} parallel batch(es): {rates[-1]:.2f} images/s "
-              f"(load average {load:.2f})", flush=True)
+        print(
+            channels,
+            f"{torch.get_num_threads()} thread(s), {parallel_batches} parallel batch(es): {rates[-1]:.2f} images/s "
+            f"(load average {load:.2f})",
+            flush=True,
+        )
     return {
         "channels": channels,
         "overrides": overrides or {},
@@ -110,10 +123,19 @@ def main():
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", default="1,2", help="torch thread counts to measure the CPU width with")
-    parser.add_argument("--parallel_batches", default="1,2", help="batches segmented at once (the config's parallel_batches)")
-    parser.add_argument("--other_width", default="4,8,16,32,64", help="another width to compare (images as the CPU width)")
+    parser.add_argument(
+        "--parallel_batches", default="1,2", help="batches segmented at once (the config's parallel_batches)"
+    )
+    parser.add_argument(
+        "--other_width", default="4,8,16,32,64", help="another width to compare (images as the CPU width)"
+    )
     parser.add_argument(
         "--contiguous", action="store_true", help="also measure the CPU width without channels_last memory format"
+    )
+    parser.add_argument(
+        "--unfused",
+        action="store_true",
+        help="also measure the CPU width without folding batch norm into the convolutions",
     )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -146,10 +168,15 @@ def main():
                     work, images, cpu_channels, args.repeats, batch_size, k
                 )
         torch.set_num_threads(threads[0])
-        if args.contiguous:
-            report[f"cpu_width_contiguous_{threads[0]}_threads"] = _measure(
-                work, images, cpu_channels, args.repeats, batch_size, 1, {"network": "$@network_def.to(@device)"}
+        if args.unfused:  # the weights loaded, batch norm kept
+            report[f"cpu_width_unfused_{threads[0]}_threads_{parallel[-1]}_parallel"] = _measure(
+                work, images, cpu_channels, args.repeats, batch_size, parallel[-1], UNFUSED
             )
+        if args.contiguous:  # the weights loaded and folded, in torch's default memory format
+            report[f"cpu_width_contiguous_{threads[0]}_threads_{parallel[-1]}_parallel"] = _measure(
+                work, images, cpu_channels, args.repeats, batch_size, parallel[-1],
+                {"network#network#network": "$@network_def.to(@device)"},
+            )  # fmt: skip
         if args.other_width:
             other = [int(c) for c in args.other_width.split(",")]
             report[f"other_width_{threads[0]}_threads"] = _measure(work, images, other, args.repeats, batch_size, 1)

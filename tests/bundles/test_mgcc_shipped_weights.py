@@ -1,5 +1,6 @@
-"""The weights shipped in bundles/mgcc/models: the plain state dict loads strictly into inference.json's network
-with ``weights_only=True``, the TorchScript export matches it, both files stay under 25 MB, and the bundle's own
+"""The weights shipped in bundles/mgcc/models: the plain state dict has the keys of inference.json's
+``network_def`` and loads into its ``network`` (batch norm folded into the convolutions) with ``weights_only=True``,
+the TorchScript export (unfolded) matches that network, both files stay under 25 MB, and the bundle's own
 inference config segments held-out simulated breast lesions.
 
 The accuracy floor: the shipped weights scored the Dice in metadata.json's ``eval_metrics`` on 100 held-out images
@@ -37,7 +38,10 @@ def test_files_are_small_and_load_with_weights_only(network):
     for name in ("model.pt", "model.ts"):
         assert (MODELS / name).stat().st_size < 25 * 2**20, name
     state = torch.load(MODELS / "model.pt", map_location="cpu", weights_only=True)
-    assert set(state) == set(network.state_dict())
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "inference.json"))
+    assert set(state) == set(parser.get_parsed_content("network_def").state_dict())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in network.main_decoder.modules()), "not folded"
 
 
 def test_torchscript_export_matches_the_eager_model(network):

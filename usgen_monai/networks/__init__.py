@@ -7,6 +7,7 @@ The mask prior needs no class of its own: it is a MONAI ``DiffusionModelUNet`` o
 from __future__ import annotations
 
 from .context_encoder import ContextEncoder, ImageContextTokenizer, TabularContextEncoder
+from .fusion import fuse_conv_batch_norm
 from .mgcc import MGCCNet
 from .translator import ControlNetTranslator, LatentTranslator, SPADETranslator
 from .speckle_refiner import SpeckleRefiner
@@ -20,6 +21,7 @@ __all__ = [
     "ControlNetTranslator",
     "SPADETranslator",
     "MGCCNet",
+    "fuse_conv_batch_norm",
     "SpeckleRefiner",
     "SAM_ARCHITECTURES",
     "PromptableSam",
