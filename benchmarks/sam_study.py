@@ -16,6 +16,11 @@ the small configuration trained from scratch on 4-32 pairs learns little, so thi
 3. **results**: the table (mean +- sd of Dice and, for the fetal head, head-circumference error) to ``--out`` and
    the figures (Dice against real pairs, ``<--figure stem>_<anatomy>.png``).
 
+``--variant target`` runs the issue's target cell instead (16 real pairs, in ``WORK/study_target_<anatomy>``) with the
+paper's recipe where the study economises: many synthetic pairs per generator (256, not 32), the whole network
+fine-tuned (not only the mask decoder) and 600 batches (not 200), the same foundation, split and generator training;
+results to ``benchmarks/results/sam_study_target.json`` (no figure: one N).
+
 Every step keeps its output and resumes when rerun (the bundle's rolling checkpoints, the study's finished cells).
 
     OMP_NUM_THREADS=1 python benchmarks/sam_study.py --work runs/sam_study \\
@@ -119,15 +124,28 @@ STUDY_ARGS = (
 SAM_ARMS = ("sam_real", "sam_csg")
 SAM_SETTINGS = (
     "anatomies", "seeds", "simulator_image_size", "segmenter_iterations", "sam_learning_rate", "sam_architecture",
-    "sam_checkpoint", "generator_iterations", "num_synthetic", "num_test", "num_labeled_pool", "num_unlabeled_pool",
-    "test_fraction", "split_seed", "num_threads", "device",
+    "sam_checkpoint", "sam_train_mode", "generator_iterations", "num_synthetic", "num_test", "num_labeled_pool",
+    "num_unlabeled_pool", "test_fraction", "split_seed", "num_threads", "device",
 )  # fmt: skip
+#: per variant: the study folder's name (``<name>_<anatomy>``) and the flags that follow STUDY_ARGS (a later flag wins)
+VARIANTS = {
+    "study": ("study", ()),
+    "target": ("study_target", ("--labeled-sizes", "16", "--num-synthetic", "256", "--sam-train-mode", "full",
+                                "--segmenter-iterations", "600")),
+}  # fmt: skip
 
 
-def study(work: Path, anatomy: str, workers: int, other_arms: tuple[str, ...] = (), *other_args: str) -> Path:
+def _flag(args: tuple[str, ...], flag: str) -> str:
+    """The value of the last ``flag`` in ``args``, as the study's argument parser reads it."""
+    return args[len(args) - 1 - args[::-1].index(flag) + 1]
+
+
+def study(
+    work: Path, anatomy: str, workers: int, other_arms: tuple[str, ...] = (), *other_args: str, name: str = "study"
+) -> Path:
     """``usgen-monai study`` on ``anatomy`` with the SAM arms fine-tuned from its foundation (and ``other_arms``
-    with ``other_args``); resumes."""
-    out = work / f"study_{anatomy}"
+    with ``other_args``, which win over the study's own), in ``work/<name>_<anatomy>``; resumes."""
+    out = work / f"{name}_{anatomy}"
     subprocess.run(
         [sys.executable, "-m", "usgen_monai", "study", "--out", str(out), "--anatomy", anatomy, *STUDY_ARGS,
          "--arms", ",".join((*SAM_ARMS, *other_arms)),
@@ -138,11 +156,11 @@ def study(work: Path, anatomy: str, workers: int, other_arms: tuple[str, ...] = 
     return out / "results.json"
 
 
-def zero_shot(work: Path, anatomy: str) -> dict:
+def zero_shot(work: Path, anatomy: str, name: str = "study") -> dict:
     """The foundation without fine-tuning, on the study's test set (the first study cell's datalist holds it)."""
-    out = work / f"study_{anatomy}" / "zero_shot.json"
+    out = work / f"{name}_{anatomy}" / "zero_shot.json"
     if not out.is_file():
-        datalist = next((work / f"study_{anatomy}" / "cells").glob("*/*/*/sam_real/datalist.json"))
+        datalist = next((work / f"{name}_{anatomy}" / "cells").glob("*/*/*/sam_real/datalist.json"))
         subprocess.run(
             [sys.executable, "-m", "monai.bundle", "run", "--config_file",
              str([str(SAM / "configs" / "train.json"), str(SAM / "configs" / "evaluate.json")]),
@@ -169,22 +187,24 @@ def cell_results(study_dir: Path, arm: str) -> list[dict]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in found]
 
 
-def collect(work: Path, anatomies: list[str]) -> dict:
+def collect(work: Path, anatomies: list[str], variant: str = "study") -> dict:
     """Per anatomy, N and arm: Dice (and HC error) mean and sd over seeds, the per-seed values, and the paired
     difference real + synthetic minus real-only; the generators' data, times and fidelity."""
     from usgen_monai.study.report import summarize_quality
 
+    name, variant_args = VARIANTS[variant]
+    labeled_sizes = _flag((*STUDY_ARGS, *variant_args), "--labeled-sizes").split(",")
     document: dict = {"protocol": {}, "rows": []}
     for anatomy in anatomies:
-        study_dir = work / f"study_{anatomy}"
+        study_dir = work / f"{name}_{anatomy}"
         results = json.loads((study_dir / "results.json").read_text(encoding="utf-8"))
         done = json.loads((work / f"foundation_{anatomy}" / "done.json").read_text(encoding="utf-8"))
-        metrics = zero_shot(work, anatomy)
+        metrics = zero_shot(work, anatomy, name)
         document["protocol"][anatomy] = {
             # the SAM arms' settings (the folder's last run may have been mgcc_study.py's, with its sizes and arms)
             "study_settings": {
                 **{k: v for k, v in results["settings"].items() if k in SAM_SETTINGS},
-                "labeled_sizes": [int(n) for n in STUDY_ARGS[STUDY_ARGS.index("--labeled-sizes") + 1].split(",")],
+                "labeled_sizes": [int(n) for n in labeled_sizes],
                 "arms": list(SAM_ARMS),
             },
             "foundation": {
@@ -202,7 +222,7 @@ def collect(work: Path, anatomies: list[str]) -> dict:
             ],
             "generator_quality": summarize_quality(cell_results(study_dir, "csg_quality")),
         }
-        cells = [c for arm in SAM_ARMS for c in cell_results(study_dir, arm)]
+        cells = [c for arm in SAM_ARMS for c in cell_results(study_dir, arm) if str(c["num_labeled"]) in labeled_sizes]
         document["protocol"][anatomy]["failed_cells"] = [c for c in cells if "dice" not in c]
         for n in sorted({c["num_labeled"] for c in cells}):
             by_arm = {
@@ -263,7 +283,8 @@ def main() -> None:
     parser.add_argument("--foundation_iterations", type=int, default=2400)
     parser.add_argument("--foundation_images", type=int, default=240, help="simulated images per other preset")
     parser.add_argument("--workers", type=int, default=1, help="study cells at once per anatomy")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "sam_study.json")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="study", help="the study, or its target cell")
+    parser.add_argument("--out", type=Path, default=None, help="default benchmarks/results/sam_<variant folder>.json")
     parser.add_argument("--figure", type=Path, default=SAM / "docs" / "figures" / "sam_study.png")
     args = parser.parse_args()
     steps = args.steps.split(",")
@@ -271,15 +292,18 @@ def main() -> None:
     if "foundation" in steps:
         for anatomy in anatomies:
             foundation(args.work, anatomy, args.foundation_iterations, args.foundation_images)
+    name, variant_args = VARIANTS[args.variant]
+    out = args.out or REPO / "benchmarks" / "results" / f"sam_{name}.json"
     if "study" in steps:
         for anatomy in anatomies:
-            study(args.work, anatomy, args.workers)
+            study(args.work, anatomy, args.workers, (), *variant_args, name=name)
     if "results" in steps:
-        document = collect(args.work, anatomies)
+        document = collect(args.work, anatomies, args.variant)
         document["command"] = " ".join(["python", "benchmarks/sam_study.py", *sys.argv[1:]])
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(document, indent=1), encoding="utf-8")
-        plot(args.work, anatomies, args.figure)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(document, indent=1), encoding="utf-8")
+        if args.variant == "study":
+            plot(args.work, anatomies, args.figure)
         print(markdown_table(document))
 
 

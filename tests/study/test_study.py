@@ -287,5 +287,13 @@ def test_sam_arms_fine_tune_a_given_checkpoint(tmp_path):
     decoder = [k for k in tuned if k.startswith("mask_decoder.") and tuned[k].is_floating_point()]
     assert any(not torch.equal(tuned[k], start.state_dict()[k]) for k in decoder)
     assert "fine-tuned from `foundation.pt`" in (tmp_path / "out" / "report.md").read_text()
+    # sam_train_mode full: the encoders learn as well
+    full = StudySettings(anatomies=("breast",), **{**TINY, "arms": ("sam_real",), "sam_architecture": "tiny",
+                                                   "sam_checkpoint": str(checkpoint), "sam_train_mode": "full"})  # fmt: skip
+    assert not run_study(tmp_path / "full", full, progress=False)["failures"]
+    tuned = torch.load(tmp_path / "full" / "cells" / "breast" / "n004" / "seed0" / "sam_real" / "model.pt",
+                       weights_only=True)  # fmt: skip
+    assert any(not torch.equal(tuned[k], start.state_dict()[k]) for k in encoder if tuned[k].is_floating_point())
+    assert "all of it trained" in (tmp_path / "full" / "report.md").read_text()
     with pytest.raises(ValueError, match="no such file"):
         run_study(tmp_path / "x", StudySettings(anatomies=("breast",), **{**TINY, "sam_checkpoint": str(tmp_path / "no.pt")}))

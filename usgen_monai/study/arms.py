@@ -302,6 +302,7 @@ def _sam_arm(with_synthetic: bool):
                 "val_interval": max(1, epochs // 10),
                 "checkpoint_interval": max(1, epochs // 10),
                 "seed": cell.seed,
+                "train_mode": settings.sam_train_mode,
                 **({"learning_rate": settings.sam_learning_rate} if settings.sam_learning_rate else {}),
                 **({"checkpoint": str(Path(settings.sam_checkpoint).resolve())} if settings.sam_checkpoint else {}),
             },

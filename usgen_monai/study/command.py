@@ -84,6 +84,10 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
         "--sam-checkpoint", default=None,
         help="a checkpoint of that configuration the SAM arms fine-tune (default: trained from scratch)",
     )
+    parser.add_argument(
+        "--sam-train-mode", choices=("auto", "decoder", "full"), default=None,
+        help="what the SAM arms train (auto: the mask decoder of a --sam-checkpoint, everything from scratch)",
+    )
     parser.add_argument("--bundles-dir", default=None, help="folder holding the bundles (default: the repository's)")
     parser.add_argument(
         "--in-process", action="store_true", default=None,
@@ -117,6 +121,7 @@ def _settings(args: argparse.Namespace) -> Any:
         "sam_learning_rate": args.sam_learning_rate,
         "sam_architecture": args.sam_architecture,
         "sam_checkpoint": args.sam_checkpoint,
+        "sam_train_mode": args.sam_train_mode,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
     if args.dataset_dir and "anatomies" not in changes:

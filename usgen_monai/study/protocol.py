@@ -60,6 +60,8 @@ class StudySettings:
             the cost; see :py:data:`usgen_monai.networks.sam.SAM_ARCHITECTURES`).
         sam_checkpoint: a checkpoint of that configuration the SAM arms fine-tune (the SAM bundle's ``--checkpoint``:
             mask decoder trained, encoders frozen); ``""``: trained from scratch.
+        sam_train_mode: what the SAM arms train (the SAM bundle's ``train_mode``): ``auto`` (the mask decoder when
+            fine-tuning ``sam_checkpoint``, everything from scratch), ``decoder`` or ``full``.
         generator_iterations: ControlNet fine-tuning iterations of a cell's generator.
         num_synthetic: pairs the cell's generator writes.
         num_test, num_labeled_pool, num_unlabeled_pool: simulator images per part (a user's data set is split
@@ -90,6 +92,7 @@ class StudySettings:
     sam_learning_rate: float | None = None
     sam_architecture: str = "small"
     sam_checkpoint: str = ""
+    sam_train_mode: str = "auto"
     generator_iterations: int = 400
     num_synthetic: int = 200
     num_test: int = 100

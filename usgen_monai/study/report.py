@@ -346,9 +346,11 @@ def sample_grid(
 def _sam_start(settings: Mapping[str, Any]) -> str:
     architecture = settings.get("sam_architecture", "small")
     if settings.get("sam_checkpoint"):
+        full = settings.get("sam_train_mode") == "full"
+        trained = "all of it trained" if full else "its mask decoder trained, image and prompt encoders frozen"
         return (
             f"SAM is the `{architecture}` configuration fine-tuned from `{Path(settings['sam_checkpoint']).name}` "
-            "(its mask decoder trained, image and prompt encoders frozen; that checkpoint saw none of these data)."
+            f"({trained}; that checkpoint saw none of these data)."
         )
     return f"SAM is the `{architecture}` configuration trained from scratch (no published checkpoint)."
 
