@@ -38,14 +38,8 @@ from usgen_monai.utils import to_uint8, write_json_atomic
 
 CONFIG = Path(__file__).resolve().parents[1] / "bundles" / "mgcc" / "configs" / "inference.json"
 PAPER_CHANNELS = [64, 128, 256, 512, 1024]  # width multiplier k = 4
-UNFUSED = {  # the config's network without its batch-norm folding
-    "network": {
-        "_target_": "usgen_monai.bundle.load_model_weights",
-        "network": "$@network_def.to(@device, memory_format=torch.channels_last)",
-        "path": "@model_path",
-        "map_location": "@device",
-    }
-}
+#: the config's network without its batch-norm folding: the weight loading the fold wraps
+UNFUSED = {"network": ConfigParser.load_config_file(str(CONFIG))["network"]["network"]}
 
 
 def _images(folder: Path, num: int, size: int) -> Path:

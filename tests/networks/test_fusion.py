@@ -53,17 +53,23 @@ class TestFuseConvBatchNorm(unittest.TestCase):
                 )
             )
 
-    def test_channels_last_kept(self):
-        network = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+    @parameterized.expand(
+        [
+            [nn.Conv2d, nn.BatchNorm2d, (2, 3, 20, 20), torch.channels_last],
+            [nn.Conv3d, nn.BatchNorm3d, (1, 3, 8, 10, 12), torch.channels_last_3d],
+        ]
+    )
+    def test_channels_last_kept(self, conv, norm, shape, memory_format):
+        network = nn.Sequential(conv(3, 8, 3, padding=1), norm(8), nn.ReLU())
         _randomise_batch_norms(network)
-        network = network.eval().to(memory_format=torch.channels_last)
-        x = torch.rand(2, 3, 20, 20).contiguous(memory_format=torch.channels_last)
+        network = network.eval().to(memory_format=memory_format)
+        x = torch.rand(shape).contiguous(memory_format=memory_format)
         with torch.no_grad():
             expected = network(x)
             fuse_conv_batch_norm(network)
             actual = network(x)
         self.assertIsInstance(network[1], nn.Identity)
-        self.assertTrue(network[0].weight.is_contiguous(memory_format=torch.channels_last))
+        self.assertTrue(network[0].weight.is_contiguous(memory_format=memory_format))
         torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
 
     def test_norm_without_running_stats_kept(self):

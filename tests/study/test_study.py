@@ -297,3 +297,5 @@ def test_sam_arms_fine_tune_a_given_checkpoint(tmp_path):
     assert "all of it trained" in (tmp_path / "full" / "report.md").read_text()
     with pytest.raises(ValueError, match="no such file"):
         run_study(tmp_path / "x", StudySettings(anatomies=("breast",), **{**TINY, "sam_checkpoint": str(tmp_path / "no.pt")}))
+    with pytest.raises(ValueError, match="sam_train_mode must be"):
+        run_study(tmp_path / "y", StudySettings(anatomies=("breast",), **{**TINY, "sam_train_mode": "encoder"}))

@@ -8,6 +8,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 __all__ = ["fuse_conv_batch_norm"]
 
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}  # by weight dimensions
+
 _CONV_NORM_PAIRS = (
     (nn.Conv1d, nn.BatchNorm1d),
     (nn.Conv2d, nn.BatchNorm2d),
@@ -49,10 +51,12 @@ def fuse_conv_batch_norm(network: nn.Module) -> nn.Module:
                 continue
             if not norm.track_running_stats:  # normalises with the batch's statistics even in eval mode
                 continue
-            channels_last = conv.weight.dim() == 4 and conv.weight.is_contiguous(memory_format=torch.channels_last)
+            memory_format = _CHANNELS_LAST.get(conv.weight.dim())
+            if memory_format is not None and not conv.weight.is_contiguous(memory_format=memory_format):
+                memory_format = None
             fused = fuse_conv_bn_eval(conv, norm)
-            if channels_last:
-                fused.weight.data = fused.weight.data.contiguous(memory_format=torch.channels_last)
+            if memory_format is not None:
+                fused.weight.data = fused.weight.data.contiguous(memory_format=memory_format)
             sequential[index] = fused
             sequential[index + 1] = nn.Identity()
     return network

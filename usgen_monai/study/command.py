@@ -174,6 +174,8 @@ def run_study(
         raise ValueError(f"unknown SAM architecture {settings.sam_architecture!r}; one of {sorted(SAM_ARCHITECTURES)}.")
     if settings.sam_checkpoint and not Path(settings.sam_checkpoint).is_file():
         raise ValueError(f"--sam-checkpoint {settings.sam_checkpoint}: no such file.")
+    if settings.sam_train_mode not in ("auto", "decoder", "full"):
+        raise ValueError(f"sam_train_mode must be 'auto', 'decoder' or 'full', got {settings.sam_train_mode!r}.")
     if settings.segmenter_optimizer not in ("adam", "sgd"):
         raise ValueError(f"segmenter_optimizer must be 'adam' or 'sgd', got {settings.segmenter_optimizer!r}.")
     if settings.nproc_per_node > 1 and settings.in_process:
