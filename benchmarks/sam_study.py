@@ -124,14 +124,16 @@ STUDY_ARGS = (
 SAM_ARMS = ("sam_real", "sam_csg")
 SAM_SETTINGS = (
     "anatomies", "seeds", "simulator_image_size", "segmenter_iterations", "sam_learning_rate", "sam_architecture",
-    "sam_checkpoint", "sam_train_mode", "generator_iterations", "num_synthetic", "num_test", "num_labeled_pool",
-    "num_unlabeled_pool", "test_fraction", "split_seed", "num_threads", "device",
+    "sam_checkpoint", "sam_train_mode", "sam_synthetic_fraction", "generator_iterations", "num_synthetic", "num_test",
+    "num_labeled_pool", "num_unlabeled_pool", "test_fraction", "split_seed", "num_threads", "device",
 )  # fmt: skip
+#: the SAM bundle's training augmentation (train.json), recorded with the results (the fine-tuning recipe)
+AUGMENTATION = ("affine_prob", "rotate_range", "scale_range", "translate_range", "contrast_prob", "contrast_gamma")
 #: per variant: the study folder's name (``<name>_<anatomy>``) and the flags that follow STUDY_ARGS (a later flag wins)
 VARIANTS = {
     "study": ("study", ()),
     "target": ("study_target", ("--labeled-sizes", "16", "--num-synthetic", "256", "--sam-train-mode", "full",
-                                "--segmenter-iterations", "600")),
+                                "--segmenter-iterations", "1200", "--sam-synthetic-fraction", "0.25")),
 }  # fmt: skip
 
 
@@ -194,7 +196,10 @@ def collect(work: Path, anatomies: list[str], variant: str = "study") -> dict:
 
     name, variant_args = VARIANTS[variant]
     labeled_sizes = _flag((*STUDY_ARGS, *variant_args), "--labeled-sizes").split(",")
-    document: dict = {"protocol": {}, "rows": []}
+    train = json.loads((SAM / "configs" / "train.json").read_text(encoding="utf-8"))
+    version = json.loads((SAM / "configs" / "metadata.json").read_text(encoding="utf-8"))["version"]
+    augmentation = {k: train[k] for k in AUGMENTATION}
+    document: dict = {"protocol": {"sam_bundle_version": version, "sam_augmentation": augmentation}, "rows": []}
     for anatomy in anatomies:
         study_dir = work / f"{name}_{anatomy}"
         results = json.loads((study_dir / "results.json").read_text(encoding="utf-8"))

@@ -137,6 +137,41 @@ def test_click_prompt_training_mixes_boxes_and_clicks(data, tmp_path):
     assert (tmp_path / "models" / "model.pt").is_file()
 
 
+def test_augmentation_moves_image_mask_and_box_together(tmp_path):
+    """Rotation, scaling, translation and contrast (``affine_prob`` 1): an image that is its own mask stays on its
+    mask (the image is resampled bilinearly, the mask by nearest neighbour), the box is drawn on the moved mask, and
+    the objects really move; ``affine_prob`` 0 and ``contrast_prob`` 0 leave only the flip."""
+    yy, xx = np.mgrid[:64, :64]
+    mask = (((yy - 30) / 14.0) ** 2 + ((xx - 34) / 9.0) ** 2 <= 1).astype(np.uint8) * 255
+    (tmp_path / "images").mkdir()
+    Image.fromarray(mask).save(tmp_path / "images" / "disk.png")
+    item = {"image": "images/disk.png", "label": "images/disk.png"}
+    (tmp_path / "datalist.json").write_text(json.dumps({"training": [item] * 12, "validation": [item], "test": [item]}))
+
+    def samples(**overrides):
+        parser = ConfigParser()
+        parser.read_config(str(CONFIGS / "train.json"))
+        parser.update({"dataset_dir": str(tmp_path), "output_dir": str(tmp_path), "ckpt_dir": str(tmp_path),
+                       "box_margin_range": [0, 0], "cache_rate": 0.0, **TINY, **overrides})  # fmt: skip
+        return [parser.get_parsed_content("train#dataset")[k] for k in range(12)]
+
+    moved = samples(affine_prob=1.0, contrast_prob=1.0)
+    centres = []
+    for sample in moved:
+        label, image = sample["label"][0] > 0.5, sample["image"][0] > 0.5
+        assert (label & image).sum() / (label | image).sum() > 0.9  # image and mask moved together
+        rows, cols = torch.nonzero(label, as_tuple=True)
+        x0, y0, x1, y1 = sample["boxes"][0].tolist()  # margin 0: the box is the moved mask's bounding box
+        assert abs(x0 - cols.min().item()) <= 1 and abs(x1 - cols.max().item() - 1) <= 1
+        assert abs(y0 - rows.min().item()) <= 1 and abs(y1 - rows.max().item() - 1) <= 1
+        centres.append((rows.float().mean().item(), cols.float().mean().item(), label.sum().item()))
+    centres = np.asarray(centres)
+    assert centres[:, :2].std(0).max() > 1.0 and centres[:, 2].std() > 10  # translated and scaled
+    still = samples(affine_prob=0.0, contrast_prob=0.0)
+    areas = {int((s["label"][0] > 0.5).sum()) for s in still}
+    assert len(areas) == 1  # flips only: the same object every time
+
+
 @pytest.mark.parametrize(
     "overrides, trained_parts, learning_rate",
     [

@@ -289,13 +289,19 @@ def test_sam_arms_fine_tune_a_given_checkpoint(tmp_path):
     assert "fine-tuned from `foundation.pt`" in (tmp_path / "out" / "report.md").read_text()
     # sam_train_mode full: the encoders learn as well
     full = StudySettings(anatomies=("breast",), **{**TINY, "arms": ("sam_real",), "sam_architecture": "tiny",
-                                                   "sam_checkpoint": str(checkpoint), "sam_train_mode": "full"})  # fmt: skip
+                                                   "sam_checkpoint": str(checkpoint), "sam_train_mode": "full",
+                                                   "sam_synthetic_fraction": 0.25})  # fmt: skip
     assert not run_study(tmp_path / "full", full, progress=False)["failures"]
+    command = (tmp_path / "full" / "cells" / "breast" / "n004" / "seed0" / "sam_real" / "train.log").read_text()
+    assert "--synthetic_fraction 0.25" in command.splitlines()[0]
     tuned = torch.load(tmp_path / "full" / "cells" / "breast" / "n004" / "seed0" / "sam_real" / "model.pt",
                        weights_only=True)  # fmt: skip
     assert any(not torch.equal(tuned[k], start.state_dict()[k]) for k in encoder if tuned[k].is_floating_point())
     assert "all of it trained" in (tmp_path / "full" / "report.md").read_text()
+    assert "`sam_csg` draws 25% of each batch from synthetic pairs" in (tmp_path / "full" / "report.md").read_text()
     with pytest.raises(ValueError, match="no such file"):
         run_study(tmp_path / "x", StudySettings(anatomies=("breast",), **{**TINY, "sam_checkpoint": str(tmp_path / "no.pt")}))
     with pytest.raises(ValueError, match="sam_train_mode must be"):
         run_study(tmp_path / "y", StudySettings(anatomies=("breast",), **{**TINY, "sam_train_mode": "encoder"}))
+    with pytest.raises(ValueError, match="sam_synthetic_fraction must lie between 0 and 1"):
+        run_study(tmp_path / "z", StudySettings(anatomies=("breast",), **{**TINY, "sam_synthetic_fraction": 1.5}))

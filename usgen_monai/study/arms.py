@@ -14,7 +14,8 @@ SAM bundle arms (``bundles/sam/configs``), box prompts at evaluation (Dice; head
 ``fetal_head``), the same number of batches of 4:
 
 * ``sam_real``: the small SAM configuration fine-tuned on the cell's real pairs;
-* ``sam_csg``: the same with the cell generator's synthetic pairs as half of each batch.
+* ``sam_csg``: the same with the cell generator's synthetic pairs as ``sam_synthetic_fraction`` of each batch
+  (half by default).
 
 The generator of a cell (``csg``) keeps the CSG bundle's shipped autoencoder, base denoiser and speckle refiner (they
 model images, not masks) and learns the mask branch from the cell's labelled pairs alone: a new ControlNet
@@ -295,7 +296,8 @@ def _sam_arm(with_synthetic: bool):
                 "ckpt_dir": str(folder),
                 "output_dir": str(folder / "runs"),
                 "synthetic": synthetic,
-                # the same number of batches of 4 with and without synthetic pairs (half of each batch then)
+                # the same number of batches of 4 with and without synthetic pairs (sam_synthetic_fraction of each)
+                "synthetic_fraction": settings.sam_synthetic_fraction,
                 "samples_per_epoch": per_epoch * LABELED_BATCH_SIZE,
                 "batch_size": LABELED_BATCH_SIZE,
                 "max_epochs": epochs,
@@ -348,7 +350,7 @@ ARMS: dict[str, tuple[str, str, Callable[[StudyContext, Cell, Path], dict[str, A
     "mgcc_real": ("mgcc", "MGCC, real unlabelled images", _mgcc_arm((), _real_unlabeled)),
     "mgcc_csg": ("mgcc", "MGCC, CSG synthetic unlabelled images", _mgcc_arm((), _synthetic_unlabeled)),
     "sam_real": ("sam", "SAM, real pairs only, box prompts", _sam_arm(with_synthetic=False)),
-    "sam_csg": ("sam", "SAM, real + CSG synthetic pairs (half of each batch), box prompts", _sam_arm(True)),
+    "sam_csg": ("sam", "SAM, real + CSG synthetic pairs (part of each batch), box prompts", _sam_arm(True)),
 }
 
 

@@ -88,6 +88,10 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
         "--sam-train-mode", choices=("auto", "decoder", "full"), default=None,
         help="what the SAM arms train (auto: the mask decoder of a --sam-checkpoint, everything from scratch)",
     )
+    parser.add_argument(
+        "--sam-synthetic-fraction", type=float, default=None,
+        help="share of each batch the sam_csg arm draws from synthetic pairs (default 0.5)",
+    )
     parser.add_argument("--bundles-dir", default=None, help="folder holding the bundles (default: the repository's)")
     parser.add_argument(
         "--in-process", action="store_true", default=None,
@@ -122,6 +126,7 @@ def _settings(args: argparse.Namespace) -> Any:
         "sam_architecture": args.sam_architecture,
         "sam_checkpoint": args.sam_checkpoint,
         "sam_train_mode": args.sam_train_mode,
+        "sam_synthetic_fraction": args.sam_synthetic_fraction,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
     if args.dataset_dir and "anatomies" not in changes:
@@ -176,6 +181,8 @@ def run_study(
         raise ValueError(f"--sam-checkpoint {settings.sam_checkpoint}: no such file.")
     if settings.sam_train_mode not in ("auto", "decoder", "full"):
         raise ValueError(f"sam_train_mode must be 'auto', 'decoder' or 'full', got {settings.sam_train_mode!r}.")
+    if not 0.0 < settings.sam_synthetic_fraction < 1.0:
+        raise ValueError(f"sam_synthetic_fraction must lie between 0 and 1, got {settings.sam_synthetic_fraction}.")
     if settings.segmenter_optimizer not in ("adam", "sgd"):
         raise ValueError(f"segmenter_optimizer must be 'adam' or 'sgd', got {settings.segmenter_optimizer!r}.")
     if settings.nproc_per_node > 1 and settings.in_process:

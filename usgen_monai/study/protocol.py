@@ -62,6 +62,8 @@ class StudySettings:
             mask decoder trained, encoders frozen); ``""``: trained from scratch.
         sam_train_mode: what the SAM arms train (the SAM bundle's ``train_mode``): ``auto`` (the mask decoder when
             fine-tuning ``sam_checkpoint``, everything from scratch), ``decoder`` or ``full``.
+        sam_synthetic_fraction: the share of each batch the ``sam_csg`` arm draws from the cell's synthetic pairs
+            (the SAM bundle's ``synthetic_fraction``).
         generator_iterations: ControlNet fine-tuning iterations of a cell's generator.
         num_synthetic: pairs the cell's generator writes.
         num_test, num_labeled_pool, num_unlabeled_pool: simulator images per part (a user's data set is split
@@ -93,6 +95,7 @@ class StudySettings:
     sam_architecture: str = "small"
     sam_checkpoint: str = ""
     sam_train_mode: str = "auto"
+    sam_synthetic_fraction: float = 0.5
     generator_iterations: int = 400
     num_synthetic: int = 200
     num_test: int = 100

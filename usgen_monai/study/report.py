@@ -345,6 +345,11 @@ def sample_grid(
 
 def _sam_start(settings: Mapping[str, Any]) -> str:
     architecture = settings.get("sam_architecture", "small")
+    share = f" `sam_csg` draws {settings.get('sam_synthetic_fraction', 0.5):.0%} of each batch from synthetic pairs."
+    return _sam_network(settings, architecture) + share
+
+
+def _sam_network(settings: Mapping[str, Any], architecture: str) -> str:
     if settings.get("sam_checkpoint"):
         full = settings.get("sam_train_mode") == "full"
         trained = "all of it trained" if full else "its mask decoder trained, image and prompt encoders frozen"
