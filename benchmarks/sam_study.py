@@ -18,8 +18,10 @@ the small configuration trained from scratch on 4-32 pairs learns little, so thi
 
 ``--variant target`` runs the issue's target cell instead (16 real pairs, in ``WORK/study_target_<anatomy>``) with the
 paper's recipe where the study economises: many synthetic pairs per generator (256, not 32), the whole network
-fine-tuned (not only the mask decoder) and 600 batches (not 200), the same foundation, split and generator training;
-results to ``benchmarks/results/sam_study_target.json`` (no figure: one N).
+fine-tuned (not only the mask decoder) for 1200 batches (not 200), synthetic pairs a quarter of each batch (not half),
+the same split and generator training (the docs' run: ``--foundation_iterations 4800``); results to
+``benchmarks/results/sam_study_target.json`` (no figure: one N). Both record the SAM bundle's version and its
+training augmentation (``train.json``), part of the fine-tuning recipe.
 
 Every step keeps its output and resumes when rerun (the bundle's rolling checkpoints, the study's finished cells).
 
