@@ -193,7 +193,9 @@ def cell_results(study_dir: Path, arm: str) -> list[dict]:
 
 def collect(work: Path, anatomies: list[str], variant: str = "study") -> dict:
     """Per anatomy, N and arm: Dice (and HC error) mean and sd over seeds, the per-seed values, and the paired
-    difference real + synthetic minus real-only; the generators' data, times and fidelity."""
+    difference real + synthetic minus real-only; the generators' data, times and fidelity. The SAM bundle's version
+    and augmentation are read from the checkout at collection time (the cells do not record them): collect with the
+    bundle the cells ran with."""
     from usgen_monai.study.report import summarize_quality
 
     name, variant_args = VARIANTS[variant]
